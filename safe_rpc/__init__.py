@@ -1,0 +1,77 @@
+"""safe_rpc: a JSON-RPC 2.0 server and client that is safe to put on an untrusted network.
+
+Strict JSON only (no pickle anywhere), every message checked against the JSON-RPC 2.0
+envelope and a per-method pydantic model, HMAC bearer tokens with per-method scopes, hard
+limits on every resource, and structured errors that the client rebuilds into exception
+classes without trusting anything in the message.
+
+The public API is exactly what this module exports; every other module is private.
+"""
+
+from ._context import Context, Principal
+from ._exceptions import (
+    DEFAULT_ERRORS,
+    AuthError,
+    BatchTooLarge,
+    ConfigError,
+    ErrorRegistry,
+    Forbidden,
+    InternalError,
+    InvalidParams,
+    InvalidRequest,
+    InvalidResponse,
+    LimitExceeded,
+    MethodNotFound,
+    ParseError,
+    ProtocolError,
+    RateLimited,
+    RegistrationError,
+    RemoteError,
+    RequestTimeout,
+    RequestTooLarge,
+    ResponseTooLarge,
+    RPCError,
+    ServerBusy,
+    TransportError,
+    Unauthenticated,
+)
+from ._limits import Limits
+from ._schemas import load_schema
+from ._server import RPCServer
+from ._version import __version__
+
+__all__ = [
+    # serving
+    "Context",
+    "Limits",
+    "Principal",
+    "RPCServer",
+    "load_schema",
+    # errors
+    "DEFAULT_ERRORS",
+    "AuthError",
+    "BatchTooLarge",
+    "ConfigError",
+    "ErrorRegistry",
+    "Forbidden",
+    "InternalError",
+    "InvalidParams",
+    "InvalidRequest",
+    "InvalidResponse",
+    "LimitExceeded",
+    "MethodNotFound",
+    "ParseError",
+    "ProtocolError",
+    "RPCError",
+    "RateLimited",
+    "RegistrationError",
+    "RemoteError",
+    "RequestTimeout",
+    "RequestTooLarge",
+    "ResponseTooLarge",
+    "ServerBusy",
+    "TransportError",
+    "Unauthenticated",
+    # metadata
+    "__version__",
+]

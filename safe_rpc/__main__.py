@@ -1,0 +1,5 @@
+"""``python -m safe_rpc``: the same command line as ``safe-rpc``."""
+
+from ._cli import main
+
+raise SystemExit(main())

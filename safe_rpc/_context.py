@@ -1,0 +1,56 @@
+"""What a handler may learn about its call: the verified caller and the request."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["Context", "Principal"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Principal:
+    """An authenticated caller, built only from a token whose signature and claims verified.
+
+    Attributes:
+        subject: the token's ``sub`` claim (use it for object-level checks in handlers:
+            safe_rpc decides *which methods* a caller may use, your handler decides *which
+            objects*).
+        scopes: the token's ``scope`` claim, split on spaces.
+        claims: every verified claim of the token (read-only).
+        expires_at: the token's ``exp`` (seconds since the epoch); transports that keep a
+            connection open re-check it on every call.
+        token_id: the token's ``jti``.
+        key_id: the ``kid`` of the key that verified the token.
+    """
+
+    subject: str
+    scopes: frozenset[str]
+    claims: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    expires_at: float | None = None
+    token_id: str | None = None
+    key_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Context:
+    """Injected into a handler that declares a parameter annotated ``Context``.
+
+    It never comes from the wire: the caller cannot set or forge any of it.
+
+    Attributes:
+        principal: the verified caller, or None for an anonymous call of a public method.
+        request_id: the JSON-RPC id of this call (None for a notification or ``"id": null``).
+        is_notification: True when no response will be sent.
+        method: the registered name that was called.
+        transport: ``"inprocess"``, ``"http"`` or ``"tcp"``.
+        client: the peer address as the transport saw it, when there is one.
+    """
+
+    principal: Principal | None
+    request_id: str | int | float | None
+    is_notification: bool
+    method: str
+    transport: str = "inprocess"
+    client: str | None = None

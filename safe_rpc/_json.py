@@ -1,0 +1,215 @@
+"""Strict I-JSON (RFC 7493) parsing and encoding.
+
+The parser is CPython's C scanner (``json``) fenced in by checks that make it strict and
+bounded. Every rule below is a way a lenient parser has been exploited (research/security.md
+rows SR-05 to SR-12):
+
+* UTF-8 only, no byte order mark (RFC 8259 section 8.1; I-JSON 2.1). ``json.loads(bytes)``
+  would silently auto-detect UTF-16/32 and skip a BOM.
+* Nesting depth is measured by a linear scan *before* the recursive parser runs, so
+  ``[`` x 1,000,000 costs a scan of its first 33 bytes, never a ``RecursionError``.
+* No duplicate member names (I-JSON 2.3): ``{"scope":"a","scope":"admin"}`` is rejected,
+  not read as "last wins" like every stock Python parser does.
+* No ``NaN``/``Infinity`` and no number that overflows a double (RFC 8259 section 6).
+* Integers fit in signed 64 bits: stops quadratic int conversion (CVE-2020-10735) and
+  integer hash-collision floods (SR-10: Python does not randomise int hashes).
+* No escaped lone surrogates (``"\\ud800"``): they decode to a ``str`` that crashes later on
+  ``.encode()`` and have been used for key confusion (CVE-2022-31116).
+* Caps on members per object and items per array; nothing but whitespace after the value.
+
+Costly exact checks run only when a cheap whole-text test says they could fail, so a normal
+request costs one ``str.count`` or two beyond the C parse itself.
+
+Every violation raises ``JSONError``; no other exception type leaves ``loads``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Final, NoReturn
+
+__all__ = ["JSONError", "StrictJSON", "dumps_strict"]
+
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+_BOM: Final = b"\xef\xbb\xbf"
+
+# A JSON string literal, matched possessively so that an unterminated string consumes the
+# rest of the text in one step (no backtracking, no quadratic rescans). ``"?`` lets the
+# unterminated case match too; the C parser rejects it later.
+_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+# Runs of openers or closers, scanned after strings are blanked out.
+_BRACKETS = re.compile(r"[\[{]+|[\]}]+")
+# Could some integer literal be 19+ digits (maybe outside int64), or some number carry an
+# exponent or 300+ digits (maybe overflow a double)? Strings can make this a false positive;
+# that only selects the exact (slower) path.
+_RISKY_NUMBER = re.compile(r"\d{19}|\d[eE]|\d{300}")
+# An escape that could encode a surrogate half (U+D800..U+DFFF).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+class JSONError(ValueError):
+    """The input is not strict I-JSON within the limits. The text is for logs only."""
+
+
+def _fail(reason: str) -> NoReturn:
+    raise JSONError(reason)
+
+
+class StrictJSON:
+    """A strict parser configured with one set of limits.
+
+    Args:
+        max_depth: deepest nesting of arrays/objects allowed.
+        max_object_members: most members per object.
+        max_array_items: most items per array.
+    """
+
+    __slots__ = ("_exact", "_fast", "max_array_items", "max_depth", "max_object_members")
+
+    def __init__(self, *, max_depth: int, max_object_members: int, max_array_items: int) -> None:
+        self.max_depth = max_depth
+        self.max_object_members = max_object_members
+        self.max_array_items = max_array_items
+
+        def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            if len(pairs) > max_object_members:
+                _fail("too many object members")
+            obj = dict(pairs)
+            if len(obj) != len(pairs):
+                _fail("duplicate member name")  # I-JSON section 2.3
+            return obj
+
+        def reject_constant(name: str) -> NoReturn:
+            _fail("NaN/Infinity are not JSON")  # RFC 8259 section 6
+
+        def checked_int(text: str) -> int:
+            # 20 characters cover "-9223372036854775808"; anything longer is out of range
+            # and is rejected before int() does any (possibly quadratic) work.
+            if len(text) > 20:
+                _fail("integer out of int64 range")
+            value = int(text)
+            if not INT64_MIN <= value <= INT64_MAX:
+                _fail("integer out of int64 range")
+            return value
+
+        def checked_float(text: str) -> float:
+            value = float(text)  # linear in len(text); underflow gives 0.0, which is fine
+            if not math.isfinite(value):
+                _fail("number overflows a double")
+            return value
+
+        # The fast decoder is used when the cheap whole-text test rules out risky numbers;
+        # the exact one checks every number literal.
+        self._fast = json.JSONDecoder(object_pairs_hook=pairs_hook, parse_constant=reject_constant)
+        self._exact = json.JSONDecoder(
+            object_pairs_hook=pairs_hook,
+            parse_constant=reject_constant,
+            parse_int=checked_int,
+            parse_float=checked_float,
+        )
+
+    def loads(self, data: bytes | str) -> Any:
+        """Parse one strict I-JSON value.
+
+        Raises:
+            JSONError: for any input that is not strict I-JSON within the limits.
+        """
+        if isinstance(data, str):
+            text = data
+        else:
+            if data.startswith(_BOM):
+                _fail("byte order mark")  # RFC 8259 section 8.1: MUST NOT add a BOM
+            try:
+                text = data.decode("utf-8")  # strict: also rejects encoded surrogates
+            except UnicodeDecodeError:
+                _fail("not UTF-8")
+        # Depth can only exceed the limit if there are more openers than the limit.
+        if text.count("[") + text.count("{") > self.max_depth:
+            self._check_depth(text)
+        decoder = self._exact if _RISKY_NUMBER.search(text) else self._fast
+        try:
+            value = decoder.decode(text)
+        except JSONError:
+            raise
+        except (ValueError, RecursionError, MemoryError, TypeError) as exc:
+            # JSONDecodeError, int()'s 4300-digit ValueError; RecursionError cannot happen
+            # after the depth scan but is mapped anyway rather than trusted away.
+            raise JSONError("invalid JSON") from exc
+        # No array can be longer than the limit unless there are that many commas.
+        if text.count(",") >= self.max_array_items:
+            self._check_arrays(value)
+        if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+            _reject_lone_surrogates(value)
+        return value
+
+    def _check_depth(self, text: str) -> None:
+        stripped = _STRING.sub("", text)
+        depth = 0
+        limit = self.max_depth
+        for run in _BRACKETS.findall(stripped):
+            if run[0] in "[{":
+                depth += len(run)
+                if depth > limit:
+                    _fail("nesting too deep")
+            else:
+                depth -= len(run)
+
+    def _check_arrays(self, value: Any) -> None:
+        # Iterative walk over containers only; depth is already bounded.
+        stack = [value]
+        limit = self.max_array_items
+        while stack:
+            item = stack.pop()
+            if isinstance(item, list):
+                if len(item) > limit:
+                    _fail("too many array items")
+                stack.extend(x for x in item if isinstance(x, list | dict))
+            elif isinstance(item, dict):
+                stack.extend(x for x in item.values() if isinstance(x, list | dict))
+
+
+def _reject_lone_surrogates(value: Any) -> None:
+    # Re-encoding the parsed value as UTF-8 fails exactly when some key or string holds a
+    # lone surrogate; json.dumps + encode do that walk in C.
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        _fail("lone surrogate escape")
+
+
+_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_LONG_DIGITS: Final = re.compile(r"\d{19}")
+
+
+def dumps_strict(value: Any) -> bytes:
+    """Encode a JSON-compatible value as compact UTF-8 strict I-JSON.
+
+    Raises:
+        JSONError: if the value holds NaN/Infinity, a lone surrogate, an integer outside
+            int64, or something that is not a JSON type.
+    """
+    try:
+        text = _encoder.encode(value)
+        out = text.encode("utf-8")  # strict: a lone surrogate raises
+    except (ValueError, TypeError, RecursionError, UnicodeEncodeError) as exc:
+        raise JSONError("value cannot be encoded as strict JSON") from exc
+    if _LONG_DIGITS.search(text):
+        _check_ints(value)
+    return out
+
+
+def _check_ints(value: Any) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not INT64_MIN <= item <= INT64_MAX:
+                _fail("integer out of int64 range")
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
