@@ -188,9 +188,7 @@ class RPCError(Exception):
 
     def __init__(self, data: Any = None) -> None:
         if type(self) is RPCError or "code" not in dir(type(self)):
-            raise TypeError(
-                f"{type(self).__name__} has no code; raise a subclass that defines one"
-            )
+            raise TypeError(f"{type(self).__name__} has no code; raise a subclass that defines one")
         model = type(self).Data
         if model is not None and data is not None and not isinstance(data, model):
             # Validation errors here are the handler's bug: they surface as -32603.

@@ -12,11 +12,11 @@ import inspect
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, NotRequired
 
-from pydantic_core._pydantic_core import list_all_errors
 from pydantic import ConfigDict, TypeAdapter, ValidationError
-from typing_extensions import NotRequired, TypedDict
+from pydantic_core._pydantic_core import list_all_errors
+from typing_extensions import TypedDict
 
 from ._context import Context
 from ._exceptions import InvalidParams, RegistrationError
@@ -56,7 +56,9 @@ class MethodSpec:
     """A registered method: its function, its policy and its prepared validators."""
 
     __slots__ = (
+        "args_adapter",
         "context_param",
+        "defaults",
         "func",
         "is_async",
         "name",
@@ -66,8 +68,6 @@ class MethodSpec:
         "result_adapter",
         "schema_names",
         "scopes",
-        "args_adapter",
-        "defaults",
     )
 
     def __init__(
@@ -122,7 +122,9 @@ class MethodSpec:
         except ValidationError as exc:
             raise InvalidParams(data=self._describe(exc)) from None
 
-    def call_args(self, kwargs: dict[str, Any], context: Context) -> tuple[list[Any], dict[str, Any]]:
+    def call_args(
+        self, kwargs: dict[str, Any], context: Context
+    ) -> tuple[list[Any], dict[str, Any]]:
         """Positional and keyword arguments for the function itself."""
         if self.context_param is not None:
             kwargs[self.context_param] = context
@@ -182,7 +184,7 @@ def _schema_names(adapter: TypeAdapter[Any]) -> frozenset[str]:
     names: set[str] = set()
     try:
         schema = adapter.json_schema()
-    except Exception:  # noqa: BLE001  # some types have no JSON schema; then keep none
+    except Exception:  # some types have no JSON schema; then keep none
         return frozenset()
     stack: list[Any] = [schema]
     while stack:
@@ -267,7 +269,10 @@ def build_method(
         )
 
     try:
-        args_type: Any = TypedDict(f"{method_name}_params", fields)  # type: ignore[operator]
+        # A TypedDict validates straight into the keyword arguments (no model instance to
+        # unpack); a parameter with a default is NotRequired and keeps its Python default.
+        make_typed_dict: Any = TypedDict
+        args_type = make_typed_dict(f"{method_name}_params", fields)
         args_type.__pydantic_config__ = _ARGS_CONFIG
         args_adapter: TypeAdapter[Any] = TypeAdapter(args_type)
         result_adapter: TypeAdapter[Any] = TypeAdapter(hints["return"])

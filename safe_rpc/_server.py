@@ -386,7 +386,9 @@ class RPCServer:
             return None if request.id is NO_ID else self._encode_error(denial, request.id)
         assert spec is not None  # _authorize denies unknown methods
         if exhausted:
-            return None if request.id is NO_ID else self._encode_error(ResponseTooLarge(), request.id)
+            return (
+                None if request.id is NO_ID else self._encode_error(ResponseTooLarge(), request.id)
+            )
         try:
             kwargs = spec.bind(request.params)
         except InvalidParams as exc:
@@ -430,9 +432,7 @@ class RPCServer:
         assert isinstance(auth, Principal)
         if spec.scopes <= auth.scopes:
             return None
-        logger.info(
-            "caller %s lacks a scope for %s", log_safe(auth.subject), log_safe(spec.name)
-        )
+        logger.info("caller %s lacks a scope for %s", log_safe(auth.subject), log_safe(spec.name))
         return Forbidden() if self.reveal_forbidden else MethodNotFound()
 
     def _encode_error(self, error: RPCError, id: Any) -> bytes:
@@ -445,9 +445,7 @@ class RPCServer:
         # SR-42: the caller gets a random id; the log gets the id, the method and the
         # traceback. Neither the exception text nor anything the caller sent goes out.
         error_id = secrets.token_hex(8)
-        logger.error(
-            "method %s failed; error_id=%s", log_safe(name), error_id, exc_info=exc
-        )
+        logger.error("method %s failed; error_id=%s", log_safe(name), error_id, exc_info=exc)
         return InternalError(data={"error_id": error_id})
 
     def _failure(self, spec: MethodSpec, exc: Exception) -> _Failure:
