@@ -12,9 +12,10 @@ import inspect
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, NotRequired
+from typing import Annotated, Any, Final, NotRequired
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_core._pydantic_core import list_all_errors
 from typing_extensions import TypedDict
 
@@ -59,6 +60,7 @@ class MethodSpec:
         "args_adapter",
         "context_param",
         "defaults",
+        "fill",
         "func",
         "is_async",
         "name",
@@ -81,6 +83,7 @@ class MethodSpec:
         param_names: tuple[str, ...],
         positional_only: tuple[str, ...],
         defaults: Mapping[str, Any],
+        fill: Mapping[str, FieldInfo],
         context_param: str | None,
         args_adapter: TypeAdapter[Any],
         result_adapter: TypeAdapter[Any],
@@ -93,6 +96,7 @@ class MethodSpec:
         self.param_names = param_names
         self.positional_only = positional_only
         self.defaults = defaults
+        self.fill = fill
         self.context_param = context_param
         self.args_adapter = args_adapter
         self.result_adapter = result_adapter
@@ -128,6 +132,9 @@ class MethodSpec:
         """Positional and keyword arguments for the function itself."""
         if self.context_param is not None:
             kwargs[self.context_param] = context
+        for name, field in self.fill.items():
+            if name not in kwargs:  # a fresh value per call when there is a default_factory
+                kwargs[name] = field.get_default(call_default_factory=True)
         if not self.positional_only:
             return [], kwargs
         args = [kwargs.pop(p) if p in kwargs else self.defaults[p] for p in self.positional_only]
@@ -235,6 +242,7 @@ def build_method(
     param_names: list[str] = []
     positional_only: list[str] = []
     defaults: dict[str, Any] = {}
+    fill: dict[str, FieldInfo] = {}
     context_param = None
     for param in signature.parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -257,10 +265,20 @@ def build_method(
         param_names.append(param.name)
         if param.kind is param.POSITIONAL_ONLY:
             positional_only.append(param.name)
-        if param.default is param.empty:
+        default = param.default
+        if isinstance(default, FieldInfo):
+            # `amount: int = Field(gt=0)`: the constraints belong to the model, and the
+            # Python default the function would see is the FieldInfo itself, so the real
+            # default (if any) is supplied at call time instead.
+            hint = Annotated[hint, default]
+            if default.is_required():
+                default = param.empty
+            else:
+                fill[param.name] = default
+        if default is param.empty:
             fields[param.name] = hint
         else:
-            defaults[param.name] = param.default
+            defaults[param.name] = default
             fields[param.name] = NotRequired[hint]
     if "return" not in hints:
         raise RegistrationError(
@@ -288,6 +306,7 @@ def build_method(
         param_names=tuple(param_names),
         positional_only=tuple(positional_only),
         defaults=defaults,
+        fill=fill,
         context_param=context_param,
         args_adapter=args_adapter,
         result_adapter=result_adapter,
