@@ -37,12 +37,11 @@ INT64_MAX: Final = 2**63 - 1
 
 _BOM: Final = b"\xef\xbb\xbf"
 
-# A JSON string literal, matched possessively so that an unterminated string consumes the
-# rest of the text in one step (no backtracking, no quadratic rescans). ``"?`` lets the
-# unterminated case match too; the C parser rejects it later.
-_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
-# Runs of openers or closers, scanned after strings are blanked out.
-_BRACKETS = re.compile(r"[\[{]+|[\]}]+")
+# For the depth scan: a JSON string literal, or a run of openers, or a run of closers. The
+# string is matched possessively so an unterminated one consumes the rest of the text in
+# one step (no backtracking, no quadratic rescans); ``"?`` lets that case match too, and the
+# C parser rejects it later.
+_SCAN = re.compile(r'"(?:[^"\\]++|\\.)*+"?|[\[{]+|[\]}]+', re.DOTALL)
 # Could some integer literal be 19+ digits (maybe outside int64), or some number carry an
 # exponent or 300+ digits (maybe overflow a double)? Strings can make this a false positive;
 # that only selects the exact (slower) path.
@@ -147,11 +146,17 @@ class StrictJSON:
         return value
 
     def _check_depth(self, text: str) -> None:
-        stripped = _STRING.sub("", text)
+        # One lazy pass over string literals and bracket runs: strings are skipped whole,
+        # runs move the depth, and the scan stops at the first run past the limit. Nothing
+        # proportional to the input is built (1 MiB of '[{"":' costs no extra memory).
         depth = 0
         limit = self.max_depth
-        for run in _BRACKETS.findall(stripped):
-            if run[0] in "[{":
+        for match in _SCAN.finditer(text):
+            run = match.group()
+            first = run[0]
+            if first == '"':
+                continue
+            if first in "[{":
                 depth += len(run)
                 if depth > limit:
                     _fail("nesting too deep")

@@ -9,3 +9,26 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
+
+# Fuzzing budgets (issue 6). CI runs the "ci" profile: fixed seeds, a bounded number of
+# examples. SAFE_RPC_FUZZ=long runs long campaigns (optionally SAFE_RPC_FUZZ_EXAMPLES=N).
+import os  # noqa: E402
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.register_profile(
+    "long",
+    max_examples=int(os.environ.get("SAFE_RPC_FUZZ_EXAMPLES", "20000")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    print_blob=True,
+)
+settings.load_profile("long" if os.environ.get("SAFE_RPC_FUZZ") == "long" else "ci")
