@@ -36,13 +36,17 @@ from ._exceptions import (
     Unauthenticated,
 )
 from ._limits import Limits
+from ._ratelimit import FailedAuthLimiter
 from ._schemas import load_schema
 from ._server import RPCServer
+from ._tokens import Keyring
 from ._version import __version__
 
 __all__ = [
     # serving
     "Context",
+    "FailedAuthLimiter",
+    "Keyring",
     "Limits",
     "Principal",
     "RPCServer",

@@ -39,6 +39,7 @@ from ._exceptions import (
 from ._json import JSONError, StrictJSON, dumps_strict
 from ._limits import Limits
 from ._protocol import NO_ID, Request, classify, error_response
+from ._ratelimit import FailedAuthLimiter
 from ._registry import MethodSpec, build_method
 
 __all__ = ["Authenticator", "RPCServer", "log_safe"]
@@ -142,6 +143,8 @@ class RPCServer:
             a scope (off by default: methods outside a caller's scopes do not exist for it).
         errors: the registry that maps error codes to classes (application errors register
             themselves in the default one).
+        auth_limiter: counts failed authentications per client address for the transports
+            (default: ``Limits.auth_failures_per_minute`` per minute, in memory).
     """
 
     def __init__(
@@ -151,6 +154,7 @@ class RPCServer:
         limits: Limits | None = None,
         reveal_forbidden: bool = False,
         errors: ErrorRegistry | None = None,
+        auth_limiter: FailedAuthLimiter | None = None,
     ) -> None:
         if limits is not None and not isinstance(limits, Limits):
             raise ConfigError("limits must be a safe_rpc.Limits instance")
@@ -158,6 +162,8 @@ class RPCServer:
         self.limits = limits if limits is not None else Limits()
         self.reveal_forbidden = reveal_forbidden
         self.errors = errors if errors is not None else DEFAULT_ERRORS
+        #: Failed authentications per caller source, shared by the transports (SR-40).
+        self.auth_limiter = auth_limiter or FailedAuthLimiter(self.limits.auth_failures_per_minute)
         self._methods: dict[str, MethodSpec] = {}
         self._has_private = False
         self._inflight = 0

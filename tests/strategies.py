@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
+from support import KNOWN_CODES, check_response
 
 from safe_rpc import Limits
 from safe_rpc._schemas import validate
-from support import KNOWN_CODES, check_response
 
 CORPUS = Path(__file__).parent / "data" / "JSONTestSuite" / "test_parsing"
 LIMITS = Limits()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from examples.calculator import rpc
 from support import check_response, request
+
+from examples.calculator import rpc
 
 
 def test_calculator_add_by_position() -> None:

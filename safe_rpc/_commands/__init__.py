@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["COMMANDS", "CLIError"]
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["COMMANDS", "CLIError", "subcommand"]
 
 #: Module names under ``safe_rpc._commands``, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("keygen", "token")
 
 
 class CLIError(Exception):
@@ -14,3 +18,17 @@ class CLIError(Exception):
     def __init__(self, message: str, status: int = 2) -> None:
         super().__init__(message)
         self.status = status
+
+
+def subcommand(
+    subparsers: Any, name: str, summary: str, description: str, run: Callable[..., int]
+) -> argparse.ArgumentParser:
+    """Declare one subcommand whose ``--help`` shows ``description`` verbatim."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=summary,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(run=run)
+    return parser
