@@ -8,6 +8,7 @@ classes without trusting anything in the message.
 The public API is exactly what this module exports; every other module is private.
 """
 
+from ._commands.serve import serve
 from ._context import Context, Principal
 from ._exceptions import (
     DEFAULT_ERRORS,
@@ -51,6 +52,7 @@ __all__ = [
     "Principal",
     "RPCServer",
     "load_schema",
+    "serve",
     # errors
     "DEFAULT_ERRORS",
     "AuthError",

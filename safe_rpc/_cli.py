@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from ._commands import COMMANDS, CLIError
+from ._exceptions import ConfigError
 
 __all__ = ["main"]
 
@@ -56,5 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         print(f"safe-rpc {args.command}: error: {exc}", file=sys.stderr)
         return exc.status
+    except ConfigError as exc:  # raised by the library for a bad configuration
+        print(f"safe-rpc {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130

@@ -10,10 +10,11 @@ rule exists twice.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from collections.abc import Callable, Generator, Iterable
-from typing import Any, Final, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, overload
 
 from ._context import Context, Principal
 from ._exceptions import (
@@ -41,6 +42,9 @@ from ._limits import Limits
 from ._protocol import NO_ID, Request, classify, error_response
 from ._ratelimit import FailedAuthLimiter
 from ._registry import MethodSpec, build_method
+
+if TYPE_CHECKING:
+    from ._http import ASGIApp
 
 __all__ = ["Authenticator", "RPCServer", "log_safe"]
 
@@ -220,6 +224,21 @@ class RPCServer:
             return f
 
         return register(func) if func is not None else register
+
+    @property
+    def inflight(self) -> int:
+        """Handler calls running right now under ``dispatch_async``."""
+        return self._inflight
+
+    @functools.cached_property
+    def asgi(self) -> ASGIApp:
+        """An ASGI 3 application serving this server over HTTP with default settings.
+
+        See ``safe_rpc.ASGIApp`` for the options (allowed hosts, CORS, trusted proxies).
+        """
+        from ._http import ASGIApp  # the core does not need the HTTP layer to import
+
+        return ASGIApp(self)
 
     @property
     def methods(self) -> dict[str, MethodSpec]:

@@ -1,0 +1,225 @@
+"""``safe-rpc serve MODULE:ATTR``: serve an ``RPCServer`` over HTTP (and TCP)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import ipaddress
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from .._exceptions import ConfigError
+from .._http import DEFAULT_HOSTS, ASGIApp
+from .._server import RPCServer
+from .._tokens import Keyring
+from . import CLIError, subcommand
+
+HELP = """\
+Serve the RPCServer found at MODULE:ATTR over HTTP (default 127.0.0.1:8000).
+
+Binding an address other than loopback needs a keyring (--keys FILE, or one set on the
+server in code); every limit comes from the server's Limits.
+
+examples:
+  safe-rpc serve examples.calculator:rpc
+  safe-rpc serve examples.bank:rpc --keys keys.json --http 0.0.0.0:8443 \\
+      --ssl-certfile cert.pem --ssl-keyfile key.pem --allow-host bank.example.com
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subcommand(subparsers, "serve", "serve an RPCServer over HTTP/TCP", HELP, run)
+    parser.add_argument("target", metavar="MODULE:ATTR", help="where the RPCServer is")
+    parser.add_argument("--http", metavar="HOST:PORT", help="HTTP address (127.0.0.1:8000)")
+    parser.add_argument("--keys", metavar="FILE", help="key file to verify tokens with")
+    parser.add_argument("--ssl-certfile", metavar="FILE", help="serve HTTPS with this cert")
+    parser.add_argument("--ssl-keyfile", metavar="FILE", help="private key of the cert")
+    parser.add_argument("--workers", type=int, default=1, help="HTTP worker processes")
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host header name to accept besides the loopback names (repeatable)",
+    )
+    parser.add_argument(
+        "--grace", type=float, default=10.0, help="seconds in-flight calls get on shutdown"
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+
+
+def load_target(spec: str) -> RPCServer:
+    """Import ``MODULE:ATTR`` (the operator's own command line) and check it."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise CLIError(f"{spec!r} is not MODULE:ATTR (for example examples.calculator:rpc)")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: modules in the current directory
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CLIError(f"cannot import {module_name!r}: {exc}") from None
+    target = getattr(module, attr, None)
+    if not isinstance(target, RPCServer):
+        raise CLIError(f"{spec!r} is not an RPCServer (found {type(target).__name__})")
+    return target
+
+
+def build_app(spec: str, *, keys: str | None, hosts: list[str]) -> ASGIApp:
+    rpc = load_target(spec)
+    if keys is not None:
+        try:
+            rpc.keyring = Keyring.from_file(keys)
+        except ConfigError as exc:
+            raise CLIError(str(exc)) from None
+    return ASGIApp(rpc, allowed_hosts=DEFAULT_HOSTS | {h.lower() for h in hosts})
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{value!r} is not HOST:PORT (for example 127.0.0.1:8000)")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    app = build_app(args.target, keys=args.keys, hosts=args.allow_host)
+    if args.workers > 1:
+        return _run_workers(args, app.rpc)
+    serve(
+        app.rpc,
+        http=args.http or "127.0.0.1:8000",
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+        allowed_hosts=args.allow_host,
+        grace=args.grace,
+        log_level=args.log_level,
+    )
+    return 0
+
+
+def serve(
+    rpc: RPCServer,
+    *,
+    http: str = "127.0.0.1:8000",
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    allowed_hosts: Iterable[str] = (),
+    grace: float = 10.0,
+    log_level: str = "info",
+) -> None:
+    """Serve ``rpc`` over HTTP until SIGTERM or Ctrl-C, on the hardened engine.
+
+    The same as ``safe-rpc serve``: binding a non-loopback address without a keyring is
+    refused, ``Limits`` deadlines hold against slow clients, in-flight calls get ``grace``
+    seconds to finish on shutdown.
+
+    Raises:
+        ConfigError: for an unsafe or impossible configuration (one clear message).
+    """
+    host, port = parse_address(http)
+    options = _options(rpc, host, ssl_certfile, ssl_keyfile, grace, log_level)
+    app = ASGIApp(rpc, allowed_hosts=DEFAULT_HOSTS | {h.lower() for h in allowed_hosts})
+    scheme = "https" if ssl_certfile else "http"
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal it caught; ending with
+    # status 0 tells a supervisor the shutdown was the clean one it asked for.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    asyncio.run(_serve(app, host, port, options, f"{scheme}://{host}", _auth_state(rpc)))
+
+
+def _options(
+    rpc: RPCServer,
+    host: str,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
+    grace: float,
+    log_level: str,
+) -> dict[str, Any]:
+    if not is_loopback(host) and rpc.keyring is None:
+        # SR-41: an unauthenticated RPC server on a public address is how nodes get robbed.
+        raise ConfigError(
+            f"refusing to serve on {host} without a keyring: pass --keys FILE "
+            "(make one with `safe-rpc keygen`) or bind 127.0.0.1"
+        )
+    if bool(ssl_certfile) != bool(ssl_keyfile):
+        raise ConfigError("--ssl-certfile and --ssl-keyfile go together")
+    from .._engine import config_options
+
+    tls = {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile} if ssl_certfile else {}
+    return {
+        **config_options(rpc.limits),
+        **tls,
+        "timeout_graceful_shutdown": max(1, round(grace)),
+        "log_level": log_level,
+    }
+
+
+def _auth_state(rpc: RPCServer) -> str:
+    return "on" if rpc.keyring is not None else "off (public methods only)"
+
+
+def _run_workers(args: argparse.Namespace, rpc: RPCServer) -> int:
+    import uvicorn
+
+    host, port = parse_address(args.http or "127.0.0.1:8000")
+    try:
+        options = _options(
+            rpc, host, args.ssl_certfile, args.ssl_keyfile, args.grace, args.log_level
+        )
+    except ConfigError as exc:
+        raise CLIError(str(exc)) from None
+    # Each worker process rebuilds the app from these (safe_rpc._engine.worker_app).
+    os.environ.update(
+        SAFE_RPC_SERVE_TARGET=args.target,
+        SAFE_RPC_SERVE_KEYS=args.keys or "",
+        SAFE_RPC_SERVE_HOSTS=",".join(args.allow_host),
+    )
+    scheme = "https" if args.ssl_certfile else "http"
+    print(f"safe_rpc: {args.workers} workers on {scheme}://{host}:{port}/ auth {_auth_state(rpc)}")
+    uvicorn.run(
+        "safe_rpc._engine:worker_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=args.workers,
+        **options,
+    )
+    return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+async def _serve(
+    app: ASGIApp, host: str, port: int, options: dict[str, Any], origin: str, auth: str
+) -> None:
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **options))
+    # Other transports run beside uvicorn in this same event loop.
+    serving = asyncio.ensure_future(server.serve())
+    while not server.started:
+        if serving.done():
+            return serving.result()  # startup failed (port in use...): uvicorn logged why
+        await asyncio.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()
+    print(f"safe_rpc: listening on {origin}:{bound[1]}/ auth {auth}", flush=True)
+    await serving
+    return None

@@ -1,0 +1,133 @@
+"""Start real ``safe-rpc serve`` processes on 127.0.0.1 for tests, and talk raw HTTP."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+APPS = Path(__file__).parent / "apps"
+_LISTENING = re.compile(r"listening on (\w+)://[^:]+:(\d+)/")
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    port: int
+    output: list[str]
+    tcp_port: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait(5)
+        assert self.process.stdout is not None
+        self.output.extend(self.process.stdout.read().splitlines())
+        self.process.stdout.close()
+        return code
+
+
+@contextmanager
+def serve(target: str, *args: str, ready_timeout: float = 20.0) -> Iterator[Server]:
+    """Run ``safe-rpc serve TARGET --http 127.0.0.1:0 ARGS`` from tests/apps until exit."""
+    command = [sys.executable, "-m", "safe_rpc", "serve", target, "--http", "127.0.0.1:0", *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        command, cwd=APPS, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    output: list[str] = []
+    deadline = time.monotonic() + ready_timeout
+    ports: dict[str, int] = {}
+    assert process.stdout is not None
+    while "http" not in ports:
+        line = process.stdout.readline()
+        if not line:
+            process.wait(5)
+            raise AssertionError("server did not start:\n" + "\n".join(output))
+        output.append(line.rstrip())
+        for scheme, port in _LISTENING.findall(line):
+            ports["tcp" if scheme in ("tcp", "tls") else "http"] = int(port)
+        assert time.monotonic() < deadline, "server start timed out"
+    server = Server(process, ports["http"], output, ports.get("tcp"))
+    try:
+        yield server
+    finally:
+        server.stop(signal.SIGKILL if process.poll() is None else signal.SIGTERM)
+
+
+def connect(port: int, timeout: float = 10.0) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.settimeout(timeout)
+    return sock
+
+
+def http_request(
+    body: bytes,
+    *,
+    method: str = "POST",
+    headers: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
+) -> bytes:
+    head = {"Host": host, "Content-Type": "application/json", "Content-Length": str(len(body))}
+    head.update(headers or {})
+    lines = [f"{method} / HTTP/1.1", *(f"{k}: {v}" for k, v in head.items() if v != "")]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Read one HTTP/1.1 response with a Content-Length (or none for 204)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a response: {data!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed inside a response body")
+        rest += chunk
+    return int(status_line.split()[1]), headers, rest[:length]
+
+
+def exchange(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    with connect(port) as sock:
+        sock.sendall(raw)
+        return read_response(sock)
+
+
+def closed_within(sock: socket.socket, seconds: float) -> float:
+    """Wait until the server closes ``sock``; return how long it took (or fail)."""
+    started = time.monotonic()
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        raise AssertionError(f"connection still open after {seconds} s") from None
+    except ConnectionResetError:
+        pass
+    return time.monotonic() - started
