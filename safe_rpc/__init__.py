@@ -8,6 +8,7 @@ classes without trusting anything in the message.
 The public API is exactly what this module exports; every other module is private.
 """
 
+from ._client import AsyncClient, BatchFuture, Client
 from ._commands.serve import serve
 from ._context import Context, Principal
 from ._exceptions import (
@@ -53,6 +54,10 @@ __all__ = [
     "RPCServer",
     "load_schema",
     "serve",
+    # clients
+    "AsyncClient",
+    "BatchFuture",
+    "Client",
     # errors
     "DEFAULT_ERRORS",
     "AuthError",

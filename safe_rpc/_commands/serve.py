@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -36,6 +37,7 @@ def add_parser(subparsers: Any) -> None:
     parser = subcommand(subparsers, "serve", "serve an RPCServer over HTTP/TCP", HELP, run)
     parser.add_argument("target", metavar="MODULE:ATTR", help="where the RPCServer is")
     parser.add_argument("--http", metavar="HOST:PORT", help="HTTP address (127.0.0.1:8000)")
+    parser.add_argument("--tcp", metavar="HOST:PORT", help="framed TCP address (off by default)")
     parser.add_argument("--keys", metavar="FILE", help="key file to verify tokens with")
     parser.add_argument("--ssl-certfile", metavar="FILE", help="serve HTTPS with this cert")
     parser.add_argument("--ssl-keyfile", metavar="FILE", help="private key of the cert")
@@ -104,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
         return _run_workers(args, app.rpc)
     serve(
         app.rpc,
-        http=args.http or "127.0.0.1:8000",
+        # HTTP on its default address unless only --tcp was asked for.
+        http=args.http or (None if args.tcp else "127.0.0.1:8000"),
+        tcp=args.tcp,
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
         allowed_hosts=args.allow_host,
@@ -117,30 +121,39 @@ def run(args: argparse.Namespace) -> int:
 def serve(
     rpc: RPCServer,
     *,
-    http: str = "127.0.0.1:8000",
+    http: str | None = "127.0.0.1:8000",
+    tcp: str | None = None,
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
     allowed_hosts: Iterable[str] = (),
     grace: float = 10.0,
     log_level: str = "info",
 ) -> None:
-    """Serve ``rpc`` over HTTP until SIGTERM or Ctrl-C, on the hardened engine.
+    """Serve ``rpc`` over HTTP and/or framed TCP until SIGTERM or Ctrl-C.
 
     The same as ``safe-rpc serve``: binding a non-loopback address without a keyring is
     refused, ``Limits`` deadlines hold against slow clients, in-flight calls get ``grace``
-    seconds to finish on shutdown.
+    seconds to finish on shutdown. With a certificate, HTTP is HTTPS and TCP is TLS.
 
     Raises:
         ConfigError: for an unsafe or impossible configuration (one clear message).
     """
-    host, port = parse_address(http)
-    options = _options(rpc, host, ssl_certfile, ssl_keyfile, grace, log_level)
+    if http is None and tcp is None:
+        raise ConfigError("nothing to serve: give an HTTP or a TCP address")
+    http_address = parse_address(http) if http else None
+    tcp_address = parse_address(tcp) if tcp else None
+    for address in (http_address, tcp_address):
+        if address is not None:
+            options = _options(rpc, address[0], ssl_certfile, ssl_keyfile, grace, log_level)
+    tls = None
+    if ssl_certfile and ssl_keyfile:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(ssl_certfile, ssl_keyfile)
     app = ASGIApp(rpc, allowed_hosts=DEFAULT_HOSTS | {h.lower() for h in allowed_hosts})
-    scheme = "https" if ssl_certfile else "http"
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal it caught; ending with
     # status 0 tells a supervisor the shutdown was the clean one it asked for.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    asyncio.run(_serve(app, host, port, options, f"{scheme}://{host}", _auth_state(rpc)))
+    asyncio.run(_serve(app, http_address, tcp_address, options, tls, grace))
 
 
 def _options(
@@ -208,18 +221,52 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 
 async def _serve(
-    app: ASGIApp, host: str, port: int, options: dict[str, Any], origin: str, auth: str
+    app: ASGIApp,
+    http: tuple[str, int] | None,
+    tcp: tuple[str, int] | None,
+    options: dict[str, Any],
+    tls: ssl.SSLContext | None,
+    grace: float,
+) -> None:
+    from .._tcp import TCPServer
+
+    auth = _auth_state(app.rpc)
+    tcp_server = None
+    if tcp is not None:
+        tcp_server = TCPServer(app.rpc, ssl=tls)
+        _, port = await tcp_server.start(*tcp)
+        print(f"safe_rpc: listening on {'tls' if tls else 'tcp'}://{tcp[0]}:{port}/ auth {auth}")
+    try:
+        if http is not None:
+            await _serve_http(app, http, options, "https" if tls else "http", auth)
+        else:
+            await _until_signalled()
+    finally:
+        if tcp_server is not None:
+            await tcp_server.close(grace)
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _serve_http(
+    app: ASGIApp, address: tuple[str, int], options: dict[str, Any], scheme: str, auth: str
 ) -> None:
     import uvicorn
 
+    host, port = address
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **options))
-    # Other transports run beside uvicorn in this same event loop.
     serving = asyncio.ensure_future(server.serve())
     while not server.started:
         if serving.done():
             return serving.result()  # startup failed (port in use...): uvicorn logged why
         await asyncio.sleep(0.02)
     bound = server.servers[0].sockets[0].getsockname()
-    print(f"safe_rpc: listening on {origin}:{bound[1]}/ auth {auth}", flush=True)
+    print(f"safe_rpc: listening on {scheme}://{host}:{bound[1]}/ auth {auth}", flush=True)
     await serving
     return None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from safe_rpc import Context, Keyring, Limits, RPCServer
+from pydantic import BaseModel
+
+from safe_rpc import Context, Keyring, Limits, RPCError, RPCServer
 
 TEST_KEY = b"t" * 32
 keyring = Keyring({"test": TEST_KEY}, audience="tests")
@@ -54,3 +56,35 @@ def stats() -> dict[str, int]:
 def whoami(ctx: Context) -> str:
     assert ctx.principal is not None
     return f"{ctx.principal.subject} via {ctx.transport}"
+
+
+class Overdrawn(RPCError):
+    """An application error with typed data, known to client and server."""
+
+    code = 1001
+    message = "overdrawn"
+
+    class Data(BaseModel):
+        balance: int
+
+
+class ServerOnly(RPCError, register=False):
+    """An error code the client's registry does not know: it arrives as RemoteError."""
+
+    code = 4242
+    message = "server-only error"
+
+
+@rpc.method(name="bank.withdraw", public=True)
+def withdraw(amount: int) -> int:
+    raise Overdrawn(data={"balance": 3})
+
+
+@rpc.method(public=True)
+def mystery() -> int:
+    raise ServerOnly(data={"hint": "x"})
+
+
+@rpc.method(public=True)
+def echo(value: str) -> str:
+    return value

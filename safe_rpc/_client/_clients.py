@@ -1,0 +1,274 @@
+"""``Client`` and ``AsyncClient``: the safe replacement for the pickle proxy.
+
+Both share ``ClientProtocol`` (request building, strict response checking, error
+rebuilding); they differ only in how bytes move.
+"""
+
+from __future__ import annotations
+
+import ssl as ssl_module
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Final
+
+from .._exceptions import ErrorRegistry, RPCError
+from ._protocol import Call, ClientProtocol, Outcome, make_params
+from ._transports import AsyncHTTPTransport, AsyncTCPTransport, HTTPTransport, TCPTransport
+
+__all__ = ["AsyncBatch", "AsyncClient", "BatchFuture", "Client", "SyncBatch"]
+
+DEFAULT_MAX_RESPONSE: Final = 4 * 1024 * 1024
+_SYNC = {"http": HTTPTransport, "https": HTTPTransport, "tcp": TCPTransport, "tls": TCPTransport}
+_ASYNC = {
+    "http": AsyncHTTPTransport,
+    "https": AsyncHTTPTransport,
+    "tcp": AsyncTCPTransport,
+    "tls": AsyncTCPTransport,
+}
+
+
+def _scheme(url: str) -> str:
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in _SYNC:
+        raise ValueError(f"{url!r}: the URL must start with http://, https://, tcp:// or tls://")
+    return scheme
+
+
+def _result(outcomes: dict[int, Outcome], call: Call) -> Any:
+    assert call.id is not None  # a request, not a notification
+    return outcomes[call.id].unwrap()
+
+
+class _Proxy:
+    """``client.account.withdraw(amount=5)`` -> ``call("account.withdraw", amount=5)``."""
+
+    __slots__ = ("_invoke", "_name")
+
+    def __init__(self, name: str, invoke: Callable[[str, tuple[Any, ...], dict[str, Any]], Any]):
+        self._name = name
+        self._invoke = invoke
+
+    def __getattr__(self, attr: str) -> _Proxy:
+        if attr.startswith("_"):  # never forward dunder or private names
+            raise AttributeError(attr)
+        return _Proxy(f"{self._name}.{attr}", self._invoke)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._invoke(self._name, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<remote method {self._name!r}>"
+
+
+class BatchFuture:
+    """The eventual result of one call in a batch."""
+
+    __slots__ = ("_outcome",)
+
+    def __init__(self) -> None:
+        self._outcome: Outcome | None = None
+
+    def done(self) -> bool:
+        return self._outcome is not None
+
+    def result(self) -> Any:
+        """The call's result, or raise its error. Only after the batch was sent."""
+        if self._outcome is None:
+            raise RuntimeError("the batch has not been sent yet (leave its `with` block first)")
+        return self._outcome.unwrap()
+
+
+class _BatchBuilder:
+    def __init__(self, protocol: ClientProtocol) -> None:
+        self._protocol = protocol
+        self._calls: list[Call] = []
+        self._futures: dict[int, BatchFuture] = {}
+
+    def __getattr__(self, name: str) -> _Proxy:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _Proxy(name, lambda method, args, kwargs: self.call(method, *args, **kwargs))
+
+    def call(self, method: str, /, *args: Any, **kwargs: Any) -> BatchFuture:
+        call = self._protocol.call(method, make_params(args, kwargs))
+        self._calls.append(call)
+        future = self._futures[call.id] = BatchFuture()  # type: ignore[index]
+        return future
+
+    def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
+        self._calls.append(self._protocol.call(method, make_params(args, kwargs), notify=True))
+
+    def _message(self) -> tuple[bytes, bool, int | None]:
+        ids = [c.id for c in self._calls if c.id is not None]
+        return self._protocol.encode(self._calls, batch=True), bool(ids), min(ids, default=None)
+
+    def _settle(self, raw: bytes | None) -> None:
+        try:
+            outcomes = self._protocol.decode(raw, self._calls, batch=True)
+        except RPCError as error:  # the server refused the whole batch
+            for future in self._futures.values():
+                future._outcome = Outcome(error=error)
+            raise
+        for call_id, future in self._futures.items():
+            future._outcome = outcomes[call_id]
+
+
+class SyncBatch(_BatchBuilder):
+    """Collects calls; sends them as one batch when the ``with`` block ends."""
+
+    def __init__(self, protocol: ClientProtocol, transport: Any) -> None:
+        super().__init__(protocol)
+        self._transport = transport
+
+    def __enter__(self) -> SyncBatch:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: Any) -> None:
+        if kind is None and self._calls:
+            data, expect, key = self._message()
+            self._settle(self._transport.send(data, expect=expect, key=key))
+
+
+class AsyncBatch(_BatchBuilder):
+    """Collects calls; sends them as one batch when the ``async with`` block ends."""
+
+    def __init__(self, protocol: ClientProtocol, transport: Any) -> None:
+        super().__init__(protocol)
+        self._transport = transport
+
+    async def __aenter__(self) -> AsyncBatch:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, *rest: Any) -> None:
+        if kind is None and self._calls:
+            data, expect, key = self._message()
+            self._settle(await self._transport.send(data, expect=expect, key=key))
+
+
+class _ClientBase:
+    _transports: dict[str, Any]
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE,
+        errors: ErrorRegistry | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> None:
+        self.url = url
+        self._protocol = ClientProtocol(max_response_bytes=max_response_bytes, errors=errors)
+        self._transport = self._transports[_scheme(url)](
+            url, token=token, timeout=timeout, cap=max_response_bytes, ssl=ssl
+        )
+
+    def __getattr__(self, name: str) -> _Proxy:
+        # Only names that are not attributes of the client reach here; private and dunder
+        # names are never turned into remote calls (SR-02 from the client's side).
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _Proxy(name, self._invoke)
+
+    def _invoke(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return self.call(name, *args, **kwargs)
+
+    def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def _single(
+        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], notify: bool
+    ) -> tuple[Call, bytes]:
+        call = self._protocol.call(method, make_params(args, kwargs), notify=notify)
+        return call, self._protocol.encode([call], batch=False)
+
+
+class Client(_ClientBase):
+    """A synchronous JSON-RPC client over ``http``, ``https``, ``tcp`` or ``tls`` URLs.
+
+    Example:
+        ```python
+        with Client("http://127.0.0.1:8000/", token=token, timeout=10.0) as c:
+            c.add(2, 3)                        # 5
+            c.account.withdraw(amount=5)       # dotted names
+            with c.batch() as b:
+                f = b.add(1, 2)
+            f.result()                         # 3
+        ```
+
+    Raises (from calls):
+        RPCError: the server's error, as the class registered for its code
+            (``RemoteError`` for an unknown code).
+        TransportError: I/O failure or timeout; ``InvalidResponse`` for a broken answer.
+    """
+
+    _transports = _SYNC
+
+    def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Call ``method`` with positional or named arguments; return its result."""
+        call, data = self._single(method, args, kwargs, False)
+        raw = self._transport.send(data, expect=True, key=call.id)
+        return _result(self._protocol.decode(raw, [call], batch=False), call)
+
+    def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
+        """Send a notification: no answer is expected or read."""
+        _, data = self._single(method, args, kwargs, True)
+        self._transport.send(data, expect=False, key=None)
+
+    def batch(self) -> SyncBatch:
+        """Collect calls and send them in one round trip (see the class example)."""
+        return SyncBatch(self._protocol, self._transport)
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncClient(_ClientBase):
+    """The asyncio twin of ``Client``: same methods, awaited; ``aclose()`` to close.
+
+    Over ``tcp``/``tls`` it keeps one connection and runs concurrent calls on it, matching
+    answers to calls by id.
+
+    Example:
+        ```python
+        async with AsyncClient("tcp://127.0.0.1:9000", token=token) as c:
+            await c.add(2, 3)
+        ```
+    """
+
+    _transports = _ASYNC
+
+    async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Call ``method``; return its result."""
+        call, data = self._single(method, args, kwargs, False)
+        raw = await self._transport.send(data, expect=True, key=call.id)
+        return _result(self._protocol.decode(raw, [call], batch=False), call)
+
+    async def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
+        """Send a notification."""
+        _, data = self._single(method, args, kwargs, True)
+        await self._transport.send(data, expect=False, key=None)
+
+    def batch(self) -> AsyncBatch:
+        """``async with client.batch() as b: f = b.add(1, 2)`` -> one round trip."""
+        return AsyncBatch(self._protocol, self._transport)
+
+    async def aclose(self) -> None:
+        await self._transport.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
