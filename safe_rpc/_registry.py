@@ -189,11 +189,8 @@ def _safe_message(err: Any) -> str:
 def _schema_names(adapter: TypeAdapter[Any]) -> frozenset[str]:
     """Every property name in the argument model's JSON schema (nested models included)."""
     names: set[str] = set()
-    try:
-        schema = adapter.json_schema()
-    except Exception:  # some types have no JSON schema; then keep none
-        return frozenset()
-    stack: list[Any] = [schema]
+    # build_method made sure the schema exists.
+    stack: list[Any] = [adapter.json_schema()]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
@@ -294,6 +291,10 @@ def build_method(
         args_type.__pydantic_config__ = _ARGS_CONFIG
         args_adapter: TypeAdapter[Any] = TypeAdapter(args_type)
         result_adapter: TypeAdapter[Any] = TypeAdapter(hints["return"])
+        # A type with no JSON schema (a Callable, an arbitrary class) can never arrive in
+        # or leave as JSON: every call would fail, so refuse it now, at import time.
+        args_adapter.json_schema()
+        result_adapter.json_schema(mode="serialization")
     except Exception as exc:  # pydantic cannot build a validator for some annotation
         raise RegistrationError(f"{where}: unsupported annotation: {exc}") from exc
 
