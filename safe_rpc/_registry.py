@@ -122,7 +122,11 @@ class MethodSpec:
         try:
             # Validate in pydantic's strict *JSON* mode: it has JSON's view of types (an ISO
             # string is a datetime, a string is a UUID) and still refuses "12" for an int.
-            return self.args_adapter.validate_json(dumps_strict(named))  # type: ignore[no-any-return]
+            # strict=True here, not only in the config: the config does not reach nested
+            # models (a `Point` param would take {"x": "1"} or {"x": true} otherwise, SR-16).
+            return self.args_adapter.validate_json(  # type: ignore[no-any-return]
+                dumps_strict(named), strict=True
+            )
         except ValidationError as exc:
             raise InvalidParams(data=self._describe(exc)) from None
 
