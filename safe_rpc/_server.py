@@ -463,7 +463,9 @@ class RPCServer:
     def _encode_error(self, error: RPCError, id: Any) -> bytes:
         try:
             return dumps_strict(error_response(error, id))
-        except JSONError as exc:  # an application error whose data cannot be encoded
+        # An application error whose data cannot be encoded: JSONError, or pydantic's
+        # serialisation error from a Data model. Either way only this element fails.
+        except Exception as exc:
             return dumps_strict(error_response(self._internal_error("(error data)", exc), id))
 
     def _internal_error(self, name: str, exc: BaseException) -> InternalError:
