@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 APPS = Path(__file__).parent / "apps"
+REPO_ROOT = Path(__file__).resolve().parent.parent
 _LISTENING = re.compile(r"listening on (\w+)://[^:]+:(\d+)/")
 
 
@@ -44,18 +45,31 @@ class Server:
 
 
 @contextmanager
-def serve(target: str, *args: str, ready_timeout: float = 20.0) -> Iterator[Server]:
-    """Run ``safe-rpc serve TARGET --http 127.0.0.1:0 ARGS`` from tests/apps until exit."""
+def serve(
+    target: str, *args: str, ready_timeout: float = 20.0, cwd: Path = APPS
+) -> Iterator[Server]:
+    """Run ``safe-rpc serve TARGET --http 127.0.0.1:0 ARGS`` (from tests/apps) until exit."""
     command = [sys.executable, "-m", "safe_rpc", "serve", target, "--http", "127.0.0.1:0", *args]
+    expect = {"http", "tcp"} if "--tcp" in args else {"http"}
+    with started(command, expect=expect, ready_timeout=ready_timeout, cwd=cwd) as server:
+        yield server
+
+
+@contextmanager
+def started(
+    command: list[str], *, expect: set[str], ready_timeout: float = 20.0, cwd: Path = APPS
+) -> Iterator[Server]:
+    """Run a command until it printed a "listening on" line for each of ``expect``
+    (``"http"``, ``"tcp"``); stop it when the block ends."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        command, cwd=APPS, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     output: list[str] = []
     deadline = time.monotonic() + ready_timeout
     ports: dict[str, int] = {}
     assert process.stdout is not None
-    while "http" not in ports:
+    while not expect <= ports.keys():
         line = process.stdout.readline()
         if not line:
             process.wait(5)
@@ -64,7 +78,7 @@ def serve(target: str, *args: str, ready_timeout: float = 20.0) -> Iterator[Serv
         for scheme, port in _LISTENING.findall(line):
             ports["tcp" if scheme in ("tcp", "tls") else "http"] = int(port)
         assert time.monotonic() < deadline, "server start timed out"
-    server = Server(process, ports["http"], output, ports.get("tcp"))
+    server = Server(process, ports.get("http", 0), output, ports.get("tcp"))
     try:
         yield server
     finally:

@@ -61,7 +61,7 @@ def whoami(ctx: Context) -> str:
 class Overdrawn(RPCError):
     """An application error with typed data, known to client and server."""
 
-    code = 1001
+    code = 1101  # examples.bank uses 1001: codes are unique per registry
     message = "overdrawn"
 
     class Data(BaseModel):
