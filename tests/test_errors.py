@@ -81,8 +81,8 @@ def test_classes_without_a_code_cannot_be_raised(cls: type[RPCError]) -> None:
         cls()
 
 
-class InsufficientFunds(RPCError):
-    code = 1001
+class Overdrawn(RPCError):
+    code = 9001
     message = "insufficient funds"
 
     class Data(BaseModel):
@@ -90,21 +90,21 @@ class InsufficientFunds(RPCError):
 
 
 class Teapot(RPCError):
-    code = 418
+    code = 9418
     message = "I'm a teapot"
 
 
 def test_application_errors_with_and_without_data() -> None:
     """Data is validated into the model; errors without a model carry any JSON value."""
-    error = InsufficientFunds(data={"balance": 3})
-    assert isinstance(error.data, InsufficientFunds.Data)
+    error = Overdrawn(data={"balance": 3})
+    assert isinstance(error.data, Overdrawn.Data)
     assert error.data_for_wire() == {"balance": 3}
-    model = InsufficientFunds.Data(balance=4)
-    assert InsufficientFunds(data=model).data is model
-    assert InsufficientFunds().data is None
+    model = Overdrawn.Data(balance=4)
+    assert Overdrawn(data=model).data is model
+    assert Overdrawn().data is None
     assert Teapot(data=[1, "x"]).data_for_wire() == [1, "x"]
-    assert DEFAULT_ERRORS.get(1001) is InsufficientFunds
-    assert DEFAULT_ERRORS.get(418) is Teapot
+    assert DEFAULT_ERRORS.get(9001) is Overdrawn
+    assert DEFAULT_ERRORS.get(9418) is Teapot
 
 
 def test_duplicate_code_refused_at_class_definition() -> None:
@@ -112,20 +112,20 @@ def test_duplicate_code_refused_at_class_definition() -> None:
     with pytest.raises(RegistrationError, match="already used"):
 
         class Other(RPCError):
-            code = 1001
+            code = 9001
             message = "other"
 
-    assert DEFAULT_ERRORS.get(1001) is InsufficientFunds
+    assert DEFAULT_ERRORS.get(9001) is Overdrawn
 
 
 def test_rerunning_the_same_class_statement_replaces_it() -> None:
     """Re-defining the same module-level class (a reload) replaces it instead of failing."""
     namespace: dict[str, Any] = {"__name__": __name__, "RPCError": RPCError}
-    source = "class Teapot(RPCError):\n    code = 418\n    message = 'again'\n"
+    source = "class Teapot(RPCError):\n    code = 9418\n    message = 'again'\n"
     exec(compile(source, __file__, "exec"), namespace)  # noqa: S102  # simulates a reload
-    assert DEFAULT_ERRORS.get(418) is namespace["Teapot"]
+    assert DEFAULT_ERRORS.get(9418) is namespace["Teapot"]
     DEFAULT_ERRORS.add(Teapot)  # restore
-    assert DEFAULT_ERRORS.get(418) is Teapot
+    assert DEFAULT_ERRORS.get(9418) is Teapot
 
 
 @pytest.mark.parametrize("code", [-32768, -32700, -32500, -32000, -32099])
@@ -145,7 +145,7 @@ def test_non_int_codes_refused(code: object) -> None:
 def test_data_must_be_a_pydantic_model() -> None:
     """``Data`` that is not a BaseModel subclass is refused at class definition."""
     with pytest.raises(RegistrationError, match="BaseModel"):
-        type("Bad", (RPCError,), {"code": 7001, "message": "x", "Data": dict})
+        type("Bad", (RPCError,), {"code": 9701, "message": "x", "Data": dict})
 
 
 def test_codes_just_outside_the_reserved_range_are_fine() -> None:
@@ -160,22 +160,22 @@ def test_register_false_and_a_custom_registry() -> None:
     """register=False keeps a class out of DEFAULT_ERRORS; a custom registry holds it."""
 
     class Private(RPCError, register=False):
-        code = 1001  # the same code as InsufficientFunds: fine, it is not registered
+        code = 9001  # the same code as Overdrawn: fine, it is not registered
         message = "private"
 
-    assert DEFAULT_ERRORS.get(1001) is InsufficientFunds
+    assert DEFAULT_ERRORS.get(9001) is Overdrawn
     registry = ErrorRegistry()
     assert registry.add(Private) is Private
-    assert registry.get(1001) is Private
-    assert 1001 in registry
+    assert registry.get(9001) is Private
+    assert 9001 in registry
     assert list(registry) == [Private]
-    assert registry.get(1002) is None
+    assert registry.get(9002) is None
     with pytest.raises(RegistrationError, match="already used"):
-        registry.add(InsufficientFunds)
+        registry.add(Overdrawn)
     copy = registry.copy()
     copy.add(Teapot)
-    assert 418 in copy
-    assert 418 not in registry
+    assert 9418 in copy
+    assert 9418 not in registry
     extended = DEFAULT_ERRORS.copy()
     assert extended.get(-32700) is safe_rpc.ParseError
     with pytest.raises(RegistrationError, match="must be an int"):
@@ -189,7 +189,7 @@ def test_register_false_and_a_custom_registry() -> None:
         raise Private()
 
     reply = answer(rpc, request("secret"))
-    assert reply["error"] == {"code": 1001, "message": "private"}
+    assert reply["error"] == {"code": 9001, "message": "private"}
 
 
 def test_handler_error_sends_exactly_code_message_and_validated_data() -> None:
@@ -200,16 +200,16 @@ def test_handler_error_sends_exactly_code_message_and_validated_data() -> None:
     def withdraw(amount: int) -> int:
         if amount == 1:
             raise Teapot()
-        raise InsufficientFunds(data={"balance": 3})
+        raise Overdrawn(data={"balance": 3})
 
     assert answer(rpc, request("withdraw", [5])) == {
         "jsonrpc": "2.0",
-        "error": {"code": 1001, "message": "insufficient funds", "data": {"balance": 3}},
+        "error": {"code": 9001, "message": "insufficient funds", "data": {"balance": 3}},
         "id": 1,
     }
     assert answer(rpc, request("withdraw", [1], id="t")) == {
         "jsonrpc": "2.0",
-        "error": {"code": 418, "message": "I'm a teapot"},
+        "error": {"code": 9418, "message": "I'm a teapot"},
         "id": "t",
     }
     assert rpc.dispatch(request("withdraw", [5], id="notification")) is None
@@ -217,7 +217,7 @@ def test_handler_error_sends_exactly_code_message_and_validated_data() -> None:
 
 
 class Weird(RPCError):
-    code = 4242
+    code = 9242
     message = "weird"
 
     class Data(BaseModel):
@@ -227,8 +227,8 @@ class Weird(RPCError):
 @pytest.mark.parametrize(
     "raise_it",
     [
-        lambda: InsufficientFunds(data={"balance": "lots"}),  # invalid Data
-        lambda: InsufficientFunds(data={"wrong": 1}),
+        lambda: Overdrawn(data={"balance": "lots"}),  # invalid Data
+        lambda: Overdrawn(data={"wrong": 1}),
         lambda: Teapot(data=object()),  # not JSON
         lambda: Teapot(data=math.nan),  # not strict JSON
         lambda: Weird(data={"value": object()}),  # a model pydantic cannot serialise
