@@ -264,8 +264,10 @@ class Keyring:
         if len(token) > self.max_token_bytes:
             _reject("token too long")
         parts = token.split(".")
-        if len(parts) != 3:
-            _reject("not three segments")
+        # Every segment must be base64url *before* any of them is used: the signing input
+        # is MACed as ASCII (a non-ASCII payload once escaped as UnicodeEncodeError).
+        if len(parts) != 3 or not all(_B64URL.fullmatch(part) for part in parts):
+            _reject("not three base64url segments")
         header_b64, payload_b64, signature_b64 = parts
         header = _parse_segment(header_b64)
         if header.keys() != {"alg", "typ", "kid"}:
