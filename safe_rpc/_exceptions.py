@@ -214,30 +214,40 @@ class ProtocolError(RPCError):
 
 
 class ParseError(ProtocolError):
+    """The message is not strict I-JSON (RFC 7493) within the limits."""
+
     code = -32700
     message = "Parse error"
     _reserved = True
 
 
 class InvalidRequest(ProtocolError):
+    """The message is not a valid JSON-RPC 2.0 request, or is an empty batch."""
+
     code = -32600
     message = "Invalid Request"
     _reserved = True
 
 
 class MethodNotFound(RPCError):
+    """No such method, or one hidden from this caller (SPEC section 6)."""
+
     code = -32601
     message = "Method not found"
     _reserved = True
 
 
 class InvalidParams(RPCError):
+    """The arguments fail the method's model; ``data`` lists ``{loc, type, msg}``."""
+
     code = -32602
     message = "Invalid params"
     _reserved = True
 
 
 class InternalError(RPCError):
+    """A handler crashed or its result could not be serialised; ``data`` has an error id."""
+
     code = -32603
     message = "Internal error"
     _reserved = True
@@ -248,12 +258,16 @@ class AuthError(RPCError):
 
 
 class Unauthenticated(AuthError):
+    """The token is missing, malformed, forged, expired, revoked or for another audience."""
+
     code = -32001
     message = "Unauthenticated"
     _reserved = True
 
 
 class Forbidden(AuthError):
+    """The token lacks a scope (sent only when the server reveals it)."""
+
     code = -32003
     message = "Forbidden"
     _reserved = True
@@ -264,36 +278,48 @@ class LimitExceeded(RPCError):
 
 
 class RequestTimeout(LimitExceeded):
+    """The handler exceeded ``Limits.call_timeout`` and was cancelled."""
+
     code = -32002
     message = "Request timed out"
     _reserved = True
 
 
 class RateLimited(LimitExceeded):
+    """The caller is over its rate."""
+
     code = -32004
     message = "Rate limited"
     _reserved = True
 
 
 class RequestTooLarge(LimitExceeded):
+    """The message is over ``Limits.max_request_bytes``."""
+
     code = -32007
     message = "Request too large"
     _reserved = True
 
 
 class ResponseTooLarge(LimitExceeded):
+    """The response would be over ``Limits.max_response_bytes``."""
+
     code = -32008
     message = "Response too large"
     _reserved = True
 
 
 class ServerBusy(LimitExceeded):
+    """An in-flight or connection cap is reached; try again later."""
+
     code = -32009
     message = "Server busy"
     _reserved = True
 
 
 class BatchTooLarge(LimitExceeded):
+    """The batch has more than ``Limits.max_batch`` elements; none was executed."""
+
     code = -32010
     message = "Batch too large"
     _reserved = True
