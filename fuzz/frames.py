@@ -21,7 +21,8 @@ LIMIT = 64
 
 
 def reference(stream: bytes) -> tuple[list[bytes], bool]:
-    frames, pos = [], 0
+    frames: list[bytes] = []
+    pos = 0
     while len(stream) - pos >= 4:
         length = int.from_bytes(stream[pos : pos + 4], "big")
         if not 0 < length <= LIMIT:

@@ -43,9 +43,22 @@ _BOM: Final = b"\xef\xbb\xbf"
 # C parser rejects it later.
 _SCAN = re.compile(r'"(?:[^"\\]++|\\.)*+"?|[\[{]+|[\]}]+', re.DOTALL)
 # Could some integer literal be 19+ digits (maybe outside int64), or some number carry an
-# exponent or 300+ digits (maybe overflow a double)? Strings can make this a false positive;
-# that only selects the exact (slower) path.
-_RISKY_NUMBER = re.compile(r"\d{19}|\d[eE]|\d{300}")
+# exponent (maybe overflow a double; 309+ plain digits are caught by the first test)?
+# Strings can make this a false positive; that only selects the exact (slower) path. The
+# test maps every byte to "1" (digit), "e" (e/E) or "0" in one C-speed translate, then
+# looks for substrings: several times faster than a regular expression over large text.
+_NUMBER_SHAPE: Final = bytes(
+    ord("1") if 0x30 <= i <= 0x39 else ord("e") if i in (0x45, 0x65) else ord("0")
+    for i in range(256)
+)
+_NINETEEN_DIGITS: Final = b"1" * 19
+
+
+def _risky_numbers(data: bytes) -> bool:
+    shape = data.translate(_NUMBER_SHAPE)
+    return b"1e" in shape or _NINETEEN_DIGITS in shape
+
+
 # An escape that could encode a surrogate half (U+D800..U+DFFF).
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -129,7 +142,8 @@ class StrictJSON:
         # Depth can only exceed the limit if there are more openers than the limit.
         if text.count("[") + text.count("{") > self.max_depth:
             self._check_depth(text)
-        decoder = self._exact if _RISKY_NUMBER.search(text) else self._fast
+        raw = data if isinstance(data, bytes) else text.encode("utf-8", "surrogatepass")
+        decoder = self._exact if _risky_numbers(raw) else self._fast
         try:
             value = decoder.decode(text)
         except JSONError:
@@ -187,7 +201,6 @@ def _reject_lone_surrogates(value: Any) -> None:
 
 
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-_LONG_DIGITS: Final = re.compile(r"\d{19}")
 
 
 def dumps_strict(value: Any) -> bytes:
@@ -202,7 +215,7 @@ def dumps_strict(value: Any) -> bytes:
         out = text.encode("utf-8")  # strict: a lone surrogate raises
     except (ValueError, TypeError, RecursionError, UnicodeEncodeError) as exc:
         raise JSONError("value cannot be encoded as strict JSON") from exc
-    if _LONG_DIGITS.search(text):
+    if _NINETEEN_DIGITS in out.translate(_NUMBER_SHAPE):
         _check_ints(value)
     return out
 

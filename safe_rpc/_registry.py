@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, Final, NotRequired
@@ -63,6 +64,7 @@ class MethodSpec:
         "fill",
         "func",
         "is_async",
+        "json_native",
         "name",
         "param_names",
         "positional_only",
@@ -87,6 +89,7 @@ class MethodSpec:
         context_param: str | None,
         args_adapter: TypeAdapter[Any],
         result_adapter: TypeAdapter[Any],
+        json_native: bool = False,
     ) -> None:
         self.name = name
         self.func = func
@@ -101,6 +104,7 @@ class MethodSpec:
         self.args_adapter = args_adapter
         self.result_adapter = result_adapter
         self.schema_names = _schema_names(args_adapter)
+        self.json_native = json_native
 
     def bind(self, params: list[Any] | dict[str, Any] | None) -> dict[str, Any]:
         """Validate wire params into keyword arguments (without the Context).
@@ -120,6 +124,11 @@ class MethodSpec:
         else:
             named = params  # type: ignore[assignment]
         try:
+            if self.json_native:
+                # Only JSON's own types in the model: strict Python mode accepts and refuses
+                # exactly what strict JSON mode does, without re-encoding the params
+                # (tests/test_registry_native.py checks the two agree).
+                return self.args_adapter.validate_python(named, strict=True)  # type: ignore[no-any-return]
             # Validate in pydantic's strict *JSON* mode: it has JSON's view of types (an ISO
             # string is a datetime, a string is a UUID) and still refuses "12" for an int.
             # strict=True here, not only in the config: the config does not reach nested
@@ -156,6 +165,29 @@ class MethodSpec:
             ]
             out.append(_error(loc, err["type"], _safe_message(err)))
         return out
+
+
+_NATIVE_SCALARS: Final = (int, float, str, bool, type(None))
+
+
+def is_json_native(hint: Any) -> bool:
+    """True for annotations built only from JSON's own types: int, float, str, bool, None,
+    ``list[...]``, ``dict[str, ...]``, unions, ``Literal`` and ``Annotated`` constraints."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is None:
+        return hint in _NATIVE_SCALARS or hint is Any
+    if origin is Annotated:
+        return is_json_native(args[0])
+    if origin is typing.Literal:
+        return all(type(a) in (int, str, bool) for a in args)
+    if origin is list:
+        return all(is_json_native(a) for a in args)
+    if origin is dict:
+        return len(args) == 2 and args[0] is str and is_json_native(args[1])
+    if origin in (typing.Union, types.UnionType):
+        return all(is_json_native(a) for a in args)
+    return False
 
 
 def _error(loc: Any, type_: str, msg: str) -> dict[str, Any]:
@@ -244,6 +276,7 @@ def build_method(
     positional_only: list[str] = []
     defaults: dict[str, Any] = {}
     fill: dict[str, FieldInfo] = {}
+    native = True  # every parameter annotation made only of JSON's own types
     context_param = None
     for param in signature.parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -276,6 +309,7 @@ def build_method(
                 default = param.empty
             else:
                 fill[param.name] = default
+        native = native and is_json_native(hint)
         if default is param.empty:
             fields[param.name] = hint
         else:
@@ -315,4 +349,5 @@ def build_method(
         context_param=context_param,
         args_adapter=args_adapter,
         result_adapter=result_adapter,
+        json_native=native,
     )

@@ -64,6 +64,8 @@ _MAX_SUBJECT: Final = 128
 _MAX_SCOPE_CHARS: Final = 2048
 _MAX_SCOPES: Final = 64
 # Headers and payloads are tiny, flat objects: tight limits cost nothing legitimate.
+#: Verified tokens remembered, so a client reusing its token skips HMAC and parsing.
+_CACHE_SIZE: Final = 256
 _TOKEN_JSON: Final = StrictJSON(max_depth=4, max_object_members=32, max_array_items=64)
 
 
@@ -160,6 +162,8 @@ class Keyring:
         self._active = ""
         self._revoked_kids: set[str] = set()
         self._revoked_jtis: dict[str, float] = {}
+        # Verified tokens by their exact text (successes only; at most _CACHE_SIZE of them).
+        self._cache: dict[str, Principal] = {}
         self.set_active(active)
 
     # -- keys -------------------------------------------------------------------------------
@@ -240,11 +244,22 @@ class Keyring:
         Raises:
             Unauthenticated: for every kind of failure, identically.
         """
+        cached = self._cache.get(token) if isinstance(token, str) else None
+        if cached is not None:
+            # The exact same string verified before: its signature and claims cannot have
+            # changed; what can (expiry, revocation, key removal) is re-checked here.
+            if self.still_valid(cached):
+                return cached
+            del self._cache[token]
         try:
-            return self._verify(token)
+            principal = self._verify(token)
         except _Reject as reason:
             auth_log.info("token rejected: %s", reason)
             raise Unauthenticated() from None
+        if len(self._cache) >= _CACHE_SIZE:
+            del self._cache[next(iter(self._cache))]  # oldest first: bounded memory
+        self._cache[token] = principal
+        return principal
 
     def still_valid(self, principal: Principal) -> bool:
         """Re-check a principal verified earlier: its key, its jti and its expiry."""

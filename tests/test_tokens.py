@@ -370,3 +370,31 @@ def test_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SAFE_RPC_KEYS", "nonsense")
     with pytest.raises(ConfigError, match="SAFE_RPC_KEYS"):
         Keyring.from_env()
+
+
+def test_verified_token_cache_honours_expiry_and_revocation() -> None:
+    """A cached token still expires, and revoking its jti or kid takes effect at once."""
+    clock = Clock()
+    ring = make_keyring(clock)
+    token = ring.issue("alice", ttl=60)
+    first = ring.verify(token)
+    assert ring.verify(token) is first  # served from the cache
+    clock.now += 60 + 31
+    assert rejected(ring, token)
+    clock.now = NOW
+    token = ring.issue("bob", ttl=60)
+    ring.verify(token)
+    ring.revoke_jti(ring.verify(token).token_id or "")
+    assert rejected(ring, token)
+    other = ring.issue("carol")
+    ring.verify(other)
+    ring.revoke_kid("k1")
+    assert rejected(ring, other)
+
+
+def test_verified_token_cache_is_bounded() -> None:
+    """The cache keeps at most 256 tokens."""
+    ring = make_keyring()
+    for i in range(300):
+        ring.verify(ring.issue(f"user{i}"))
+    assert len(ring._cache) == 256
