@@ -15,6 +15,7 @@ from core_support import NORMAL, NORMAL_ANSWER, answer, assert_still_serving, er
 from support import check_response, request
 
 from safe_rpc import Context, Limits, Principal, RPCServer, Unauthenticated
+from safe_rpc._protocol import NO_ID, classify
 
 
 def _server() -> RPCServer:
@@ -114,6 +115,13 @@ def test_id_null_is_a_request() -> None:
     assert answer(rpc, request("echo", id=0))["id"] == 0
     assert answer(rpc, request("echo", id=-(2**63)))["id"] == -(2**63)
     assert answer(rpc, b'{"jsonrpc":"2.0","method":"echo","id":2.0}')["id"] == 2
+
+
+def test_no_id_sentinel_is_distinct_from_null() -> None:
+    """A missing id is the NO_ID sentinel (a notification), never None."""
+    assert classify({"jsonrpc": "2.0", "method": "m"}).id is NO_ID
+    assert classify({"jsonrpc": "2.0", "method": "m", "id": None}).id is None
+    assert repr(NO_ID) == "NO_ID"
 
 
 def test_batches_are_handled_element_by_element() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.resources
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,16 @@ def test_sans_io_modules_import_no_io(module: str) -> None:
     assert not _imports(tree) & IO_MODULES
     # Importing it alone works (no hidden dependency on a transport).
     importlib.import_module(f"safe_rpc.{module}")
+
+
+def test_schemas_ship_with_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Schemas load by name, unknown names are refused, and a wheel's copy is preferred."""
+    from safe_rpc import _schemas
+
+    assert _schemas.load_schema("request")["$schema"].endswith("2020-12/schema")
+    with pytest.raises(ValueError, match="unknown schema"):
+        _schemas.load_schema("../../etc/passwd")
+    # An installed wheel carries safe_rpc/schemas/; that copy wins over the checkout's.
+    (tmp_path / "schemas").mkdir()
+    monkeypatch.setattr(importlib.resources, "files", lambda package: tmp_path)
+    assert _schemas._schema_dir() == tmp_path / "schemas"

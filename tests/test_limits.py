@@ -13,6 +13,7 @@ from core_support import answer, assert_still_serving, error_code, make_rpc
 from support import request
 
 from safe_rpc import ConfigError, Limits, RPCServer
+from safe_rpc._json import JSONError, StrictJSON
 
 FIELDS = [f.name for f in dataclasses.fields(Limits)]
 INT_FIELDS = [f.name for f in dataclasses.fields(Limits) if f.type == "int"]
@@ -218,3 +219,12 @@ def test_json_shape_limits(limits: Limits, ok: bytes, too_much: bytes) -> None:
     assert "result" in answer(rpc, ok)
     assert error_code(rpc, too_much) == -32700
     assert_still_serving(rpc)
+
+
+def test_array_item_scan_ignores_commas_in_strings() -> None:
+    """Commas inside strings never count as array items, at the top level or nested."""
+    parser = StrictJSON(max_depth=4, max_object_members=4, max_array_items=2)
+    assert parser.loads(b'"a,b,c,d"') == "a,b,c,d"
+    assert parser.loads(b'{"k":"a,b,c","l":[1,2]}') == {"k": "a,b,c", "l": [1, 2]}
+    with pytest.raises(JSONError):
+        parser.loads(b'{"k":"a,b,c","l":[1,2,3]}')

@@ -470,3 +470,16 @@ def test_results_the_annotation_cannot_promise_are_internal_errors(
     rpc.method(public=True)(bad)
     assert error_code(rpc, request("bad")) == -32603
     assert_still_serving(rpc)
+
+
+def test_unfillable_message_template_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If a pydantic message template cannot be filled safely, a fixed text is sent."""
+    from safe_rpc import _registry
+
+    monkeypatch.setitem(_registry._TEMPLATES, "int_type", "bad {0} template {x!z}")
+    rpc = make_rpc()
+    reply = answer(rpc, request("add", ["1", 2]))
+    assert reply["error"]["data"][0]["msg"] == "invalid value"
+    monkeypatch.undo()
+    reply = answer(rpc, request("add", ["1", 2]))
+    assert reply["error"]["data"][0]["msg"] == "Input should be a valid integer"

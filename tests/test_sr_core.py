@@ -15,6 +15,7 @@ from core_support import answer, assert_still_serving, error_code, make_rpc
 from support import check_response, request
 
 from safe_rpc import Context, Keyring, Limits, Principal, RPCServer, Unauthenticated
+from safe_rpc._json import JSONError, StrictJSON, dumps_strict
 from safe_rpc._server import log_safe
 
 # Generous bound: these are about "no message costs seconds", not about speed.
@@ -187,6 +188,17 @@ def test_sr08_int64_bounds_accepted_and_huge_results_refused() -> None:
     assert_still_serving(rpc)
 
 
+def test_sr08_encoder_refuses_ints_outside_int64_anywhere() -> None:
+    """dumps_strict refuses an out-of-range int nested in dicts, lists or tuples."""
+    assert dumps_strict({"a": [(2**63 - 1, -(2**63))]}) == (
+        b'{"a":[[9223372036854775807,-9223372036854775808]]}'
+    )
+    for value in ({"a": [1, (2, 2**63)]}, [-(2**63) - 1], (10**30,)):
+        with pytest.raises(JSONError):
+            dumps_strict(value)
+    assert dumps_strict({"n": "12345678901234567890"}) == b'{"n":"12345678901234567890"}'
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -225,6 +237,14 @@ def test_sr09_surrogate_pairs_and_lone_surrogate_results() -> None:
     assert answer(rpc, data)["result"] == "\U0001f600"
     assert error_code(rpc, request("lone")) == -32603
     assert_still_serving(rpc)
+
+
+def test_sr09_text_input_gets_the_same_rules() -> None:
+    """The parser applies the surrogate rule to ``str`` input as well as to bytes."""
+    parser = StrictJSON(max_depth=4, max_object_members=4, max_array_items=4)
+    assert parser.loads('{"a":["\\ud83d\\ude00"]}') == {"a": ["\U0001f600"]}
+    with pytest.raises(JSONError):
+        parser.loads('["\\ud800"]')
 
 
 def test_sr10_hash_collision_body_rejected_fast() -> None:
