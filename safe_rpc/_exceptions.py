@@ -187,7 +187,7 @@ class RPCError(Exception):
             DEFAULT_ERRORS.add(cls)
 
     def __init__(self, data: Any = None) -> None:
-        if type(self) is RPCError or "code" not in dir(type(self)):
+        if type(self) is RPCError or not hasattr(type(self), "code"):
             raise TypeError(f"{type(self).__name__} has no code; raise a subclass that defines one")
         model = type(self).Data
         if model is not None and data is not None and not isinstance(data, model):

@@ -61,12 +61,12 @@ class MethodSpec:
         "args_adapter",
         "context_param",
         "defaults",
-        "fill",
         "func",
         "is_async",
         "json_native",
         "name",
         "param_names",
+        "plain_result",
         "positional_only",
         "public",
         "result_adapter",
@@ -85,11 +85,11 @@ class MethodSpec:
         param_names: tuple[str, ...],
         positional_only: tuple[str, ...],
         defaults: Mapping[str, Any],
-        fill: Mapping[str, FieldInfo],
         context_param: str | None,
         args_adapter: TypeAdapter[Any],
         result_adapter: TypeAdapter[Any],
         json_native: bool = False,
+        return_hint: Any = None,
     ) -> None:
         self.name = name
         self.func = func
@@ -99,12 +99,15 @@ class MethodSpec:
         self.param_names = param_names
         self.positional_only = positional_only
         self.defaults = defaults
-        self.fill = fill
         self.context_param = context_param
         self.args_adapter = args_adapter
         self.result_adapter = result_adapter
         self.schema_names = _schema_names(args_adapter)
         self.json_native = json_native
+        # `-> int`, `-> str`, `-> bool`: a value of exactly that type needs no serializer
+        # (dumps_strict still refuses huge ints and lone surrogates). None: always serialise.
+        plain = return_hint in (int, str, bool, float)
+        self.plain_result: type = return_hint if plain else _NEVER
 
     def bind(self, params: list[Any] | dict[str, Any] | None) -> dict[str, Any]:
         """Validate wire params into keyword arguments (without the Context).
@@ -145,9 +148,6 @@ class MethodSpec:
         """Positional and keyword arguments for the function itself."""
         if self.context_param is not None:
             kwargs[self.context_param] = context
-        for name, field in self.fill.items():
-            if name not in kwargs:  # a fresh value per call when there is a default_factory
-                kwargs[name] = field.get_default(call_default_factory=True)
         if not self.positional_only:
             return [], kwargs
         args = [kwargs.pop(p) if p in kwargs else self.defaults[p] for p in self.positional_only]
@@ -168,6 +168,10 @@ class MethodSpec:
 
 
 _NATIVE_SCALARS: Final = (int, float, str, bool, type(None))
+
+
+class _NEVER:
+    """A type no handler result has (so ``type(x) is _NEVER`` is always False)."""
 
 
 def is_json_native(hint: Any) -> bool:
@@ -275,7 +279,6 @@ def build_method(
     param_names: list[str] = []
     positional_only: list[str] = []
     defaults: dict[str, Any] = {}
-    fill: dict[str, FieldInfo] = {}
     native = True  # every parameter annotation made only of JSON's own types
     context_param = None
     for param in signature.parameters.values():
@@ -302,13 +305,12 @@ def build_method(
         default = param.default
         if isinstance(default, FieldInfo):
             # `amount: int = Field(gt=0)`: the constraints belong to the model, and the
-            # Python default the function would see is the FieldInfo itself, so the real
-            # default (if any) is supplied at call time instead.
+            # Python default the function would see is the FieldInfo itself, so the model
+            # supplies the real default instead (pydantic fills an omitted NotRequired
+            # field from it, calling a default_factory afresh for every call).
             hint = Annotated[hint, default]
             if default.is_required():
                 default = param.empty
-            else:
-                fill[param.name] = default
         native = native and is_json_native(hint)
         if default is param.empty:
             fields[param.name] = hint
@@ -345,9 +347,9 @@ def build_method(
         param_names=tuple(param_names),
         positional_only=tuple(positional_only),
         defaults=defaults,
-        fill=fill,
         context_param=context_param,
         args_adapter=args_adapter,
         result_adapter=result_adapter,
         json_native=native,
+        return_hint=hints["return"],
     )

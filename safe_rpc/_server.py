@@ -435,8 +435,11 @@ class RPCServer:
         if type(outcome) is _Failure:
             return self._encode_error(outcome.error, request.id)
         try:
-            result = spec.result_adapter.dump_python(outcome, mode="json", warnings="error")
-            return dumps_strict({"jsonrpc": "2.0", "result": result, "id": request.id})
+            if type(outcome) is not spec.plain_result:
+                # The general path; a value whose type *is* the plain annotation (an int from
+                # `-> int`, a str from `-> str`) is already its own JSON form.
+                outcome = spec.result_adapter.dump_python(outcome, mode="json", warnings="error")
+            return dumps_strict({"jsonrpc": "2.0", "result": outcome, "id": request.id})
         except Exception as exc:  # wrong type for the annotation, NaN, huge int, surrogate
             return self._encode_error(self._internal_error(spec.name, exc), request.id)
 
