@@ -296,6 +296,8 @@ def build_method(
             if context_param is not None:
                 raise RegistrationError(f"{where}: only one parameter may be the Context")
             context_param = param.name
+            if param.kind is param.POSITIONAL_ONLY:  # `def f(ctx: Context, /, ...)`
+                positional_only.append(param.name)  # call_args passes it by position
             continue
         if param.name.startswith("_"):
             raise RegistrationError(f"{where}: parameter {param.name!r} starts with '_'")

@@ -270,6 +270,24 @@ def test_context_is_injected_never_from_the_wire() -> None:
     assert_still_serving(rpc)
 
 
+def test_context_may_be_positional_only() -> None:
+    """``def f(ctx: Context, /, a: int)`` gets the Context by position."""
+    rpc = make_rpc()
+
+    @rpc.method(public=True)
+    def first(ctx: Context, /, a: int) -> str:
+        return f"{ctx.method} {a}"
+
+    @rpc.method(public=True)
+    def middle(a: int, ctx: Context, /, b: int = 2) -> str:
+        return f"{ctx.method} {a + b}"
+
+    assert answer(rpc, request("first", [1]))["result"] == "first 1"
+    assert answer(rpc, request("first", {"a": 1}))["result"] == "first 1"
+    assert answer(rpc, request("middle", [1]))["result"] == "middle 3"
+    assert answer(rpc, request("middle", [1, 5]))["result"] == "middle 6"
+
+
 @pytest.mark.parametrize(
     ("params", "result"),
     [
