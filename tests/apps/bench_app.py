@@ -1,0 +1,12 @@
+"""The service benchmarks/client_roundtrip.py calls: one scoped method, default Limits."""
+
+from __future__ import annotations
+
+from safe_rpc import RPCServer
+
+rpc = RPCServer()  # `--keys` attaches the keyring
+
+
+@rpc.method(scopes=["bench"])
+def add(a: int, b: int) -> int:
+    return a + b
