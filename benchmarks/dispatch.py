@@ -133,7 +133,8 @@ def floor_orjson() -> Handle:
             return plain(data)
         params = req.get("params", [])
         result = func(**params) if isinstance(params, dict) else func(*params)
-        return orjson.dumps({"jsonrpc": "2.0", "result": result, "id": req.get("id")})
+        out: bytes = orjson.dumps({"jsonrpc": "2.0", "result": result, "id": req.get("id")})
+        return out
 
     return handle
 
@@ -337,7 +338,9 @@ def main() -> None:
     parser.add_argument("--impls", default=",".join(IMPLEMENTATIONS))
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     args = parser.parse_args()
-    rounds, target = (3, 0.003) if args.quick else (args.rounds, args.target_ms / 1000)
+    rounds, target = (args.rounds, args.target_ms / 1000)
+    if args.quick:
+        rounds, target = min(rounds, 3), 0.003
     run(rounds, target, args.impls.split(","), args.workloads.split(","))
 
 
