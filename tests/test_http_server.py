@@ -329,3 +329,28 @@ def test_sigterm_drains_in_flight_calls() -> None:
         assert running.process.wait(10) == 0
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", running.port), timeout=1).close()
+
+
+def test_sr20_oversized_request_head_refused(server: Server) -> None:
+    """A 200 KB header is refused by the engine (h11 caps the request head at 16 KiB)."""
+    with connect(server.port) as sock:
+        try:
+            sock.sendall(http_request(ADD, headers={"X-Big": "a" * 200_000}))
+            status, _, _ = read_response(sock)
+            assert status in (400, 431)
+        except (ConnectionError, OSError):
+            pass  # closed without an answer is a refusal too
+    assert_serves(server)
+
+
+def test_sr21_smuggling_shapes_refused(server: Server) -> None:
+    """Content-Length together with Transfer-Encoding, or an unknown coding, is a 400."""
+    for extra in ({"Transfer-Encoding": "chunked"}, {"Transfer-Encoding": "gzip, chunked"}):
+        with connect(server.port) as sock:
+            sock.sendall(http_request(ADD, headers=extra))
+            try:
+                status, _, _ = read_response(sock)
+            except ConnectionError:
+                continue
+            assert status == 400
+    assert_serves(server)
