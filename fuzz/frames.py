@@ -15,7 +15,7 @@ import _common  # noqa: F401  # sets sys.path for the imports below
 import atheris
 
 with atheris.instrument_imports():
-    from safe_rpc._framing import FrameError, FrameReader
+    from safe_rpc._core.framing import FrameError, FrameReader
 
 LIMIT = 64
 

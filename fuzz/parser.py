@@ -17,7 +17,7 @@ import atheris
 with atheris.instrument_imports():
     from strategies import LIMITS, reference_parse
 
-    from safe_rpc._json import JSONError, StrictJSON, dumps_strict
+    from safe_rpc._core.json import JSONError, StrictJSON, dumps_strict
 
 PARSER = StrictJSON(
     max_depth=LIMITS.max_depth,

@@ -8,10 +8,11 @@ classes without trusting anything in the message.
 The public API is exactly what this module exports; every other module is private.
 """
 
+from ._auth.limiter import FailedAuthLimiter
+from ._auth.tokens import Keyring
 from ._client import AsyncClient, BatchFuture, Client
-from ._commands.serve import serve
-from ._context import Context, Principal
-from ._exceptions import (
+from ._core.context import Context, Principal
+from ._core.errors import (
     DEFAULT_ERRORS,
     AuthError,
     BatchTooLarge,
@@ -37,11 +38,10 @@ from ._exceptions import (
     TransportError,
     Unauthenticated,
 )
-from ._limits import Limits
-from ._ratelimit import FailedAuthLimiter
-from ._schemas import load_schema
-from ._server import RPCServer
-from ._tokens import Keyring
+from ._core.limits import Limits
+from ._core.schemas import load_schema
+from ._server.server import RPCServer
+from ._serving import serve
 from ._version import __version__
 
 __all__ = [

@@ -1,5 +1,5 @@
 """``python -m safe_rpc``: the same command line as ``safe-rpc``."""
 
-from ._cli import main
+from ._cli.main import main
 
 raise SystemExit(main())

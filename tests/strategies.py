@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from support import KNOWN_CODES, check_response
 
 from safe_rpc import Limits
-from safe_rpc._schemas import validate
+from safe_rpc._core.schemas import validate
 
 CORPUS = Path(__file__).parent / "data" / "JSONTestSuite" / "test_parsing"
 LIMITS = Limits()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from safe_rpc._schemas import validate
+from safe_rpc._core.schemas import validate
 
 __all__ = ["KNOWN_CODES", "check_response", "request"]
 

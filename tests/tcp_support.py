@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from safe_rpc import RPCServer
-from safe_rpc._framing import encode_frame
-from safe_rpc._tcp import TCPServer
+from safe_rpc._core.framing import encode_frame
+from safe_rpc._transports.tcp import TCPServer
 
 
 @contextmanager

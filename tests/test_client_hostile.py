@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from safe_rpc import AsyncClient, Client, InvalidResponse, RemoteError, TransportError
-from safe_rpc._framing import encode_frame
+from safe_rpc._core.framing import encode_frame
 
 Reply = Callable[[bytes], bytes | None]
 

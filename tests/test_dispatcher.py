@@ -15,7 +15,7 @@ from core_support import NORMAL, NORMAL_ANSWER, answer, assert_still_serving, er
 from support import check_response, request
 
 from safe_rpc import Context, Limits, Principal, RPCServer, Unauthenticated
-from safe_rpc._protocol import NO_ID, classify
+from safe_rpc._core.protocol import NO_ID, classify
 
 
 def _server() -> RPCServer:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from safe_rpc._framing import FrameError, FrameReader, encode_frame
+from safe_rpc._core.framing import FrameError, FrameReader, encode_frame
 
 
 def test_frames_split_and_joined_arbitrarily() -> None:

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import LIMITS, corpus_files, hostile_messages, json_values, reference_parse
 
-from safe_rpc._json import JSONError, StrictJSON, dumps_strict
+from safe_rpc._core.json import JSONError, StrictJSON, dumps_strict
 
 PARSER = StrictJSON(
     max_depth=LIMITS.max_depth,

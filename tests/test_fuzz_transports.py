@@ -22,7 +22,7 @@ from tcp_support import recv_exactly, running_tcp
 
 from safe_rpc import InvalidResponse, RPCError
 from safe_rpc._client._protocol import ClientProtocol
-from safe_rpc._framing import encode_frame
+from safe_rpc._core.framing import encode_frame
 
 EXAMPLES = settings(max_examples=60)
 

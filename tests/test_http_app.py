@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from safe_rpc import Keyring, Limits, RPCServer
-from safe_rpc._http import ASGIApp
+from safe_rpc._transports.http import ASGIApp
 
 ADD = b'{"jsonrpc":"2.0","method":"add","params":[2,3],"id":1}'
 JSON = {"content-type": "application/json"}

@@ -13,7 +13,7 @@ from core_support import answer, assert_still_serving, error_code, make_rpc
 from support import request
 
 from safe_rpc import ConfigError, Limits, RPCServer
-from safe_rpc._json import JSONError, StrictJSON
+from safe_rpc._core.json import JSONError, StrictJSON
 
 FIELDS = [f.name for f in dataclasses.fields(Limits)]
 INT_FIELDS = [f.name for f in dataclasses.fields(Limits) if f.type == "int"]

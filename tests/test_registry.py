@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from support import request
 
 from safe_rpc import Context, RegistrationError, RPCServer
-from safe_rpc._registry import check_method_name
+from safe_rpc._core.registry import check_method_name
 
 
 def test_bare_decorator_registers_under_function_name_and_returns_it() -> None:
@@ -492,7 +492,7 @@ def test_results_the_annotation_cannot_promise_are_internal_errors(
 
 def test_unfillable_message_template_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     """If a pydantic message template cannot be filled safely, a fixed text is sent."""
-    from safe_rpc import _registry
+    from safe_rpc._core import registry as _registry
 
     monkeypatch.setitem(_registry._TEMPLATES, "int_type", "bad {0} template {x!z}")
     rpc = make_rpc()

@@ -15,8 +15,8 @@ from pydantic import Field, ValidationError
 from strategies import json_values
 
 from safe_rpc import RPCServer
-from safe_rpc._json import dumps_strict
-from safe_rpc._registry import MethodSpec, is_json_native
+from safe_rpc._core.json import dumps_strict
+from safe_rpc._core.registry import MethodSpec, is_json_native
 
 rpc = RPCServer()
 

@@ -13,8 +13,8 @@ from hypothesis import given
 from strategies import batches, broken_envelopes, envelopes, json_values
 from support import check_response
 
-from safe_rpc._protocol import Request, classify
-from safe_rpc._schemas import validate
+from safe_rpc._core.protocol import Request, classify
+from safe_rpc._core.schemas import validate
 
 
 def schema_accepts(element: Any) -> bool:

@@ -15,8 +15,8 @@ from core_support import answer, assert_still_serving, error_code, make_rpc
 from support import check_response, request
 
 from safe_rpc import Context, Keyring, Limits, Principal, RPCServer, Unauthenticated
-from safe_rpc._json import JSONError, StrictJSON, dumps_strict
-from safe_rpc._server import log_safe
+from safe_rpc._core.json import JSONError, StrictJSON, dumps_strict
+from safe_rpc._core.logs import log_safe
 
 # Generous bound: these are about "no message costs seconds", not about speed.
 FAST = 1.0
@@ -306,7 +306,7 @@ def test_sr12_pipeline_bug_becomes_one_internal_error(
     def broken(element: object) -> object:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr("safe_rpc._server.classify", broken)
+    monkeypatch.setattr("safe_rpc._core.pipeline.classify", broken)
     reply = answer(rpc, request("add", [1, 2]))
     assert reply["error"]["code"] == -32603
     assert reply["id"] is None

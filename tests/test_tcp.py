@@ -17,8 +17,8 @@ from servers import serve
 from tcp_support import auth, connect, is_closed, recv, running_tcp, send
 
 from safe_rpc import Keyring, RPCServer
-from safe_rpc._framing import encode_frame
-from safe_rpc._tcp import TCPServer
+from safe_rpc._core.framing import encode_frame
+from safe_rpc._transports.tcp import TCPServer
 
 sys.path.insert(0, str(Path(__file__).parent / "apps"))
 import http_app

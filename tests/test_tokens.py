@@ -52,7 +52,7 @@ def test_sr33_signature_compared_in_constant_time(monkeypatch: pytest.MonkeyPatc
 
 def test_sr33_no_equality_between_digests_in_source() -> None:
     """The verifier's source never compares a signature or digest with == or !=."""
-    source = (Path(__file__).parent.parent / "safe_rpc" / "_tokens.py").read_text()
+    source = (Path(__file__).parent.parent / "safe_rpc" / "_auth" / "tokens.py").read_text()
     for line in source.splitlines():
         if "signature" in line or "digest" in line or "expected" in line:
             assert " == " not in line

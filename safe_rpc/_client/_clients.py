@@ -11,7 +11,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final
 
-from .._exceptions import ErrorRegistry, RPCError
+from .._core.errors import ErrorRegistry, RPCError
 from ._protocol import Call, ClientProtocol, Outcome, make_params
 from ._transports import AsyncHTTPTransport, AsyncTCPTransport, HTTPTransport, TCPTransport
 

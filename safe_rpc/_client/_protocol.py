@@ -14,8 +14,8 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from .._exceptions import DEFAULT_ERRORS, ErrorRegistry, InvalidResponse, RemoteError, RPCError
-from .._json import JSONError, StrictJSON, dumps_strict
+from .._core.errors import DEFAULT_ERRORS, ErrorRegistry, InvalidResponse, RemoteError, RPCError
+from .._core.json import JSONError, StrictJSON, dumps_strict
 
 __all__ = ["Call", "ClientProtocol", "Outcome"]
 

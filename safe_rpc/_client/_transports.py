@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .._exceptions import (
+from .._core.errors import (
     InvalidResponse,
     RateLimited,
     RequestTooLarge,
@@ -27,9 +27,9 @@ from .._exceptions import (
     ServerBusy,
     TransportError,
 )
-from .._framing import HEADER, encode_frame
-from .._json import JSONError, StrictJSON, dumps_strict
-from .._tcp import AUTH_METHOD
+from .._core.framing import HEADER, encode_frame
+from .._core.json import JSONError, StrictJSON, dumps_strict
+from .._core.protocol import AUTH_METHOD
 
 __all__ = ["AsyncHTTPTransport", "AsyncTCPTransport", "HTTPTransport", "TCPTransport", "parse_url"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .._exceptions import ConfigError
-from .._tokens import Keyring
+from .._auth.tokens import Keyring
+from .._core.errors import ConfigError
 from . import CLIError, subcommand
 
 HELP = """\

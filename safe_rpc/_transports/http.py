@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
 
-from ._exceptions import (
+from .._core.errors import (
     RateLimited,
     RequestTimeout,
     RequestTooLarge,
@@ -28,12 +28,12 @@ from ._exceptions import (
     ServerBusy,
     Unauthenticated,
 )
-from ._json import dumps_strict
-from ._protocol import error_response
-from ._server import log_safe
+from .._core.json import dumps_strict
+from .._core.logs import log_safe
+from .._core.protocol import error_response
 
 if TYPE_CHECKING:
-    from ._server import RPCServer
+    from .._server.server import RPCServer
 
 __all__ = ["ASGIApp", "DEFAULT_HOSTS"]
 

@@ -1,6 +1,6 @@
 """The ``safe-rpc`` command line (also ``python -m safe_rpc``).
 
-Each subcommand lives in its own module under ``_commands/`` with two functions:
+Each subcommand lives in its own module under ``safe_rpc._cli`` with two functions:
 ``add_parser(subparsers)`` declares its arguments and ``run(args) -> int`` runs it. Errors a
 user can fix (a bad ``MODULE:ATTR``, a missing key file) are raised as ``CLIError`` and
 printed as one line on stderr with a non-zero exit status, never as a traceback.
@@ -13,8 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from ._commands import COMMANDS, CLIError
-from ._exceptions import ConfigError
+from .._core.errors import ConfigError
+from . import COMMANDS, CLIError
 
 __all__ = ["main"]
 
@@ -35,13 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from ._version import __version__
+    from .._version import __version__
 
     parser.add_argument("--version", action="version", version=f"safe-rpc {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         # The command modules are a fixed list in this package, never a name from input.
-        module = importlib.import_module(f"safe_rpc._commands.{name}")
+        module = importlib.import_module(f"safe_rpc._cli.{name}")
         module.add_parser(subparsers)
     return parser
 

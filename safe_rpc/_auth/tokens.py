@@ -46,9 +46,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, NoReturn
 
-from ._context import Principal
-from ._exceptions import ConfigError, Unauthenticated
-from ._json import JSONError, StrictJSON
+from .._core.context import Principal
+from .._core.errors import ConfigError, Unauthenticated
+from .._core.json import JSONError, StrictJSON
 
 __all__ = ["Keyring"]
 

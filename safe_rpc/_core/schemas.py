@@ -32,7 +32,7 @@ def _schema_dir() -> Path:
     if packaged.is_dir():  # an installed wheel
         return Path(str(packaged))
     # An editable install or a source checkout: the top-level schemas/ directory.
-    return Path(__file__).resolve().parent.parent / "schemas"
+    return Path(__file__).resolve().parents[2] / "schemas"
 
 
 @functools.cache

@@ -26,9 +26,9 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ._limits import Limits
+from .._core.limits import Limits
 
-__all__ = ["MAX_HEADER_BYTES", "DeadlineH11Protocol", "config_options", "worker_app"]
+__all__ = ["MAX_HEADER_BYTES", "DeadlineH11Protocol", "config_options"]
 
 logger = logging.getLogger("safe_rpc.http")
 
@@ -102,20 +102,3 @@ def config_options(limits: Limits) -> dict[str, Any]:
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,  # SR-20
         "access_log": False,
     }
-
-
-def worker_app() -> Any:
-    """The app of one worker process under ``--workers N`` (uvicorn imports it by name).
-
-    The worker re-imports the user's ``MODULE:ATTR`` and key file from the environment
-    that ``safe-rpc serve`` set for it; nothing else crosses the process boundary.
-    """
-    import os
-
-    from ._commands.serve import build_app
-
-    return build_app(
-        os.environ["SAFE_RPC_SERVE_TARGET"],
-        keys=os.environ.get("SAFE_RPC_SERVE_KEYS") or None,
-        hosts=[h for h in os.environ.get("SAFE_RPC_SERVE_HOSTS", "").split(",") if h],
-    )

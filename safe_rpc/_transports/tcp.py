@@ -26,8 +26,8 @@ import logging
 import ssl as ssl_module
 from typing import TYPE_CHECKING, Any, Final
 
-from ._context import Principal
-from ._exceptions import (
+from .._core.context import Principal
+from .._core.errors import (
     InvalidRequest,
     RateLimited,
     RequestTooLarge,
@@ -35,12 +35,12 @@ from ._exceptions import (
     ServerBusy,
     Unauthenticated,
 )
-from ._framing import FrameError, FrameReader, encode_frame
-from ._json import JSONError, StrictJSON, dumps_strict
-from ._protocol import Request, classify, error_response
+from .._core.framing import FrameError, FrameReader, encode_frame
+from .._core.json import JSONError, StrictJSON, dumps_strict
+from .._core.protocol import AUTH_METHOD, Request, classify, error_response
 
 if TYPE_CHECKING:
-    from ._server import RPCServer
+    from .._server.server import RPCServer
 
 __all__ = ["AUTH_METHOD", "TCPServer"]
 
@@ -48,7 +48,6 @@ logger = logging.getLogger("safe_rpc.tcp")
 
 #: The reserved method a connection authenticates with (JSON-RPC 2.0 section 4 reserves
 #: the "rpc." prefix for rpc-internal methods; users cannot register it).
-AUTH_METHOD: Final = "rpc.authenticate"
 #: Delay before closing after a failed authentication: slows online guessing (SR-30).
 AUTH_FAILURE_DELAY: Final = 0.2
 _READ_CHUNK: Final = 64 * 1024

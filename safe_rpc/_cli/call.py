@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from .._client import Client
-from .._exceptions import RPCError, TransportError
-from .._json import JSONError, StrictJSON, dumps_strict
+from .._core.errors import RPCError, TransportError
+from .._core.json import JSONError, StrictJSON, dumps_strict
 from . import CLIError, subcommand
 
 HELP = """\

@@ -1,12 +1,14 @@
-"""``safe-rpc serve MODULE:ATTR``: serve an ``RPCServer`` over HTTP (and TCP)."""
+"""``safe_rpc.serve``: build, bind, TLS, worker processes and signals (no argparse here).
+
+The command line (``safe-rpc serve``) parses flags and calls into this module; programs call
+``safe_rpc.serve(rpc, ...)`` directly. Both apply the same rules.
+"""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib
 import ipaddress
-import logging
 import os
 import signal
 import ssl
@@ -14,61 +16,36 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from .._exceptions import ConfigError
-from .._http import DEFAULT_HOSTS, ASGIApp
-from .._server import RPCServer
-from .._tokens import Keyring
-from . import CLIError, subcommand
+from .._auth.tokens import Keyring
+from .._core.errors import ConfigError
+from .._server.server import RPCServer
+from .._transports.http import DEFAULT_HOSTS, ASGIApp
 
-HELP = """\
-Serve the RPCServer found at MODULE:ATTR over HTTP (default 127.0.0.1:8000).
-
-Binding an address other than loopback needs a keyring (--keys FILE, or one set on the
-server in code); every limit comes from the server's Limits.
-
-examples:
-  safe-rpc serve examples.calculator:rpc
-  safe-rpc serve examples.bank:rpc --keys keys.json --http 0.0.0.0:8443 \\
-      --ssl-certfile cert.pem --ssl-keyfile key.pem --allow-host bank.example.com
-"""
-
-
-def add_parser(subparsers: Any) -> None:
-    parser = subcommand(subparsers, "serve", "serve an RPCServer over HTTP/TCP", HELP, run)
-    parser.add_argument("target", metavar="MODULE:ATTR", help="where the RPCServer is")
-    parser.add_argument("--http", metavar="HOST:PORT", help="HTTP address (127.0.0.1:8000)")
-    parser.add_argument("--tcp", metavar="HOST:PORT", help="framed TCP address (off by default)")
-    parser.add_argument("--keys", metavar="FILE", help="key file to verify tokens with")
-    parser.add_argument("--ssl-certfile", metavar="FILE", help="serve HTTPS with this cert")
-    parser.add_argument("--ssl-keyfile", metavar="FILE", help="private key of the cert")
-    parser.add_argument("--workers", type=int, default=1, help="HTTP worker processes")
-    parser.add_argument(
-        "--allow-host",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="a Host header name to accept besides the loopback names (repeatable)",
-    )
-    parser.add_argument(
-        "--grace", type=float, default=10.0, help="seconds in-flight calls get on shutdown"
-    )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+__all__ = [
+    "build_app",
+    "is_loopback",
+    "load_target",
+    "parse_address",
+    "run_workers",
+    "serve",
+    "worker_app",
+]
 
 
 def load_target(spec: str) -> RPCServer:
     """Import ``MODULE:ATTR`` (the operator's own command line) and check it."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise CLIError(f"{spec!r} is not MODULE:ATTR (for example examples.calculator:rpc)")
+        raise ConfigError(f"{spec!r} is not MODULE:ATTR (for example examples.calculator:rpc)")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `python -m`: modules in the current directory
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise CLIError(f"cannot import {module_name!r}: {exc}") from None
+        raise ConfigError(f"cannot import {module_name!r}: {exc}") from None
     target = getattr(module, attr, None)
     if not isinstance(target, RPCServer):
-        raise CLIError(f"{spec!r} is not an RPCServer (found {type(target).__name__})")
+        raise ConfigError(f"{spec!r} is not an RPCServer (found {type(target).__name__})")
     return target
 
 
@@ -77,8 +54,8 @@ def build_app(spec: str, *, keys: str | None, hosts: list[str]) -> ASGIApp:
     if keys is not None:
         try:
             rpc.keyring = Keyring.from_file(keys)
-        except ConfigError as exc:
-            raise CLIError(str(exc)) from None
+        except ConfigError:
+            raise
     return ASGIApp(rpc, allowed_hosts=DEFAULT_HOSTS | {h.lower() for h in hosts})
 
 
@@ -97,25 +74,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    app = build_app(args.target, keys=args.keys, hosts=args.allow_host)
-    if args.workers > 1:
-        return _run_workers(args, app.rpc)
-    serve(
-        app.rpc,
-        # HTTP on its default address unless only --tcp was asked for.
-        http=args.http or (None if args.tcp else "127.0.0.1:8000"),
-        tcp=args.tcp,
-        ssl_certfile=args.ssl_certfile,
-        ssl_keyfile=args.ssl_keyfile,
-        allowed_hosts=args.allow_host,
-        grace=args.grace,
-        log_level=args.log_level,
-    )
-    return 0
 
 
 def serve(
@@ -172,7 +130,7 @@ def _options(
         )
     if bool(ssl_certfile) != bool(ssl_keyfile):
         raise ConfigError("--ssl-certfile and --ssl-keyfile go together")
-    from .._engine import config_options
+    from .._transports.engine import config_options
 
     tls = {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile} if ssl_certfile else {}
     return {
@@ -187,35 +145,6 @@ def _auth_state(rpc: RPCServer) -> str:
     return "on" if rpc.keyring is not None else "off (public methods only)"
 
 
-def _run_workers(args: argparse.Namespace, rpc: RPCServer) -> int:
-    import uvicorn
-
-    host, port = parse_address(args.http or "127.0.0.1:8000")
-    try:
-        options = _options(
-            rpc, host, args.ssl_certfile, args.ssl_keyfile, args.grace, args.log_level
-        )
-    except ConfigError as exc:
-        raise CLIError(str(exc)) from None
-    # Each worker process rebuilds the app from these (safe_rpc._engine.worker_app).
-    os.environ.update(
-        SAFE_RPC_SERVE_TARGET=args.target,
-        SAFE_RPC_SERVE_KEYS=args.keys or "",
-        SAFE_RPC_SERVE_HOSTS=",".join(args.allow_host),
-    )
-    scheme = "https" if args.ssl_certfile else "http"
-    print(f"safe_rpc: {args.workers} workers on {scheme}://{host}:{port}/ auth {_auth_state(rpc)}")
-    uvicorn.run(
-        "safe_rpc._engine:worker_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=args.workers,
-        **options,
-    )
-    return 0
-
-
 def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -228,7 +157,7 @@ async def _serve(
     tls: ssl.SSLContext | None,
     grace: float,
 ) -> None:
-    from .._tcp import TCPServer
+    from .._transports.tcp import TCPServer
 
     auth = _auth_state(app.rpc)
     tcp_server = None
@@ -270,3 +199,52 @@ async def _serve_http(
     print(f"safe_rpc: listening on {scheme}://{host}:{bound[1]}/ auth {auth}", flush=True)
     await serving
     return None
+
+
+def run_workers(
+    rpc: RPCServer,
+    *,
+    target: str,
+    workers: int,
+    http: str | None,
+    keys: str | None,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
+    allowed_hosts: list[str],
+    grace: float,
+    log_level: str,
+) -> None:
+    """Serve ``target`` over HTTP in ``workers`` processes (each re-imports it)."""
+    import uvicorn
+
+    host, port = parse_address(http or "127.0.0.1:8000")
+    options = _options(rpc, host, ssl_certfile, ssl_keyfile, grace, log_level)
+    # Each worker process rebuilds the app from these (worker_app below).
+    os.environ.update(
+        SAFE_RPC_SERVE_TARGET=target,
+        SAFE_RPC_SERVE_KEYS=keys or "",
+        SAFE_RPC_SERVE_HOSTS=",".join(allowed_hosts),
+    )
+    scheme = "https" if ssl_certfile else "http"
+    print(f"safe_rpc: {workers} workers on {scheme}://{host}:{port}/ auth {_auth_state(rpc)}")
+    uvicorn.run(
+        "safe_rpc._serving.serve:worker_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        **options,
+    )
+
+
+def worker_app() -> Any:
+    """The app of one worker process under ``--workers N`` (uvicorn imports it by name).
+
+    The worker re-imports the user's ``MODULE:ATTR`` and key file from the environment
+    that ``safe-rpc serve`` set for it; nothing else crosses the process boundary.
+    """
+    return build_app(
+        os.environ["SAFE_RPC_SERVE_TARGET"],
+        keys=os.environ.get("SAFE_RPC_SERVE_KEYS") or None,
+        hosts=[h for h in os.environ.get("SAFE_RPC_SERVE_HOSTS", "").split(",") if h],
+    )

@@ -12,9 +12,17 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ._exceptions import RPCError
+from .errors import RPCError
 
-__all__ = ["NO_ID", "Request", "classify", "error_object", "error_response", "valid_id"]
+__all__ = [
+    "AUTH_METHOD",
+    "NO_ID",
+    "Request",
+    "classify",
+    "error_object",
+    "error_response",
+    "valid_id",
+]
 
 
 class _NoId:
@@ -34,6 +42,10 @@ class _NoId:
 NO_ID: Final = _NoId()
 
 _MEMBERS: Final = frozenset(("jsonrpc", "method", "params", "id"))
+
+#: The reserved method a connection-oriented transport (framed TCP, WebSocket) authenticates
+#: with: ``{"token": "..."}``. Names beginning with ``rpc.`` are reserved by section 4.
+AUTH_METHOD: Final = "rpc.authenticate"
 
 
 def valid_id(value: Any) -> bool:

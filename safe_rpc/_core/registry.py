@@ -20,9 +20,9 @@ from pydantic.fields import FieldInfo
 from pydantic_core._pydantic_core import list_all_errors
 from typing_extensions import TypedDict
 
-from ._context import Context
-from ._exceptions import InvalidParams, RegistrationError
-from ._json import dumps_strict
+from .context import Context
+from .errors import InvalidParams, RegistrationError
+from .json import dumps_strict
 
 __all__ = ["MethodSpec", "build_method", "check_method_name"]
 

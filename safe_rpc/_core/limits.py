@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from .json import StrictJSON
+
 __all__ = ["Limits"]
 
 KiB = 1024
@@ -117,3 +119,11 @@ class Limits:
             )
         if self.tcp_preauth_frame_bytes > self.max_request_bytes:
             raise ValueError("Limits.tcp_preauth_frame_bytes cannot exceed max_request_bytes")
+
+    def parser(self) -> StrictJSON:
+        """The strict parser for messages under these limits (depth, members, items)."""
+        return StrictJSON(
+            max_depth=self.max_depth,
+            max_object_members=self.max_object_members,
+            max_array_items=self.max_array_items,
+        )

@@ -1,0 +1,2 @@
+"""Authentication: the token profile and keyring, credential extraction shared by the
+transports, and the failed-authentication limiter. Depends on the core only."""

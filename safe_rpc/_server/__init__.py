@@ -1,0 +1,1 @@
+"""``RPCServer``: registration on top of the core pipeline, and the asyncio driver."""

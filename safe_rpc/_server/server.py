@@ -1,0 +1,249 @@
+"""``RPCServer``: registration on top of the core pipeline, and its asyncio driver."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from .._auth.limiter import FailedAuthLimiter
+from .._core.authn import Authenticator
+from .._core.context import Principal
+from .._core.errors import ErrorRegistry, RegistrationError, RequestTimeout, ServerBusy
+from .._core.limits import Limits
+from .._core.logs import log_safe
+from .._core.pipeline import Call, Failure, Pipeline
+from .._core.registry import MethodSpec, build_method
+
+if TYPE_CHECKING:
+    from .._transports.http import ASGIApp
+
+__all__ = ["RPCServer"]
+
+logger = logging.getLogger("safe_rpc")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class RPCServer(Pipeline):
+    """A set of registered methods and the policy that guards them.
+
+    Example:
+        ```python
+        from safe_rpc import RPCServer
+
+        rpc = RPCServer()
+
+        @rpc.method(public=True)
+        def add(a: int, b: int) -> int:
+            return a + b
+
+        rpc.dispatch(b'{"jsonrpc":"2.0","method":"add","params":[2,3],"id":1}')
+        # b'{"jsonrpc":"2.0","result":5,"id":1}'
+        ```
+
+    Args:
+        keyring: verifies bearer tokens (``safe_rpc.Keyring``); without one, only public
+            methods can ever be called.
+        limits: every resource limit (``safe_rpc.Limits()`` by default).
+        reveal_forbidden: answer -32003 instead of -32601 when an authenticated caller lacks
+            a scope (off by default: methods outside a caller's scopes do not exist for it).
+        errors: the registry that maps error codes to classes (application errors register
+            themselves in the default one).
+        auth_limiter: counts failed authentications per client address for the transports
+            (default: ``Limits.auth_failures_per_minute`` per minute, in memory).
+    """
+
+    def __init__(
+        self,
+        *,
+        keyring: Authenticator | None = None,
+        limits: Limits | None = None,
+        reveal_forbidden: bool = False,
+        errors: ErrorRegistry | None = None,
+        auth_limiter: FailedAuthLimiter | None = None,
+    ) -> None:
+        super().__init__(
+            keyring=keyring, limits=limits, reveal_forbidden=reveal_forbidden, errors=errors
+        )
+        #: Failed authentications per caller source, shared by the transports (SR-40).
+        self.auth_limiter = auth_limiter or FailedAuthLimiter(self.limits.auth_failures_per_minute)
+        self._inflight = 0
+
+    @overload
+    def method(self, func: F, /) -> F: ...
+    @overload
+    def method(
+        self,
+        /,
+        *,
+        name: str | None = None,
+        scopes: Iterable[str] = (),
+        public: bool = False,
+    ) -> Callable[[F], F]: ...
+
+    def method(
+        self,
+        func: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        scopes: Iterable[str] = (),
+        public: bool = False,
+    ) -> F | Callable[[F], F]:
+        """Register a function as an RPC method; returns the function unchanged.
+
+        Use as ``@rpc.method`` or ``@rpc.method(name=..., scopes=[...], public=...)``.
+
+        Args:
+            name: the wire name (default: the function's ``__name__``); dotted names
+                such as ``"account.withdraw"`` namespace methods.
+            scopes: every scope a caller's token must hold (exact string match).
+            public: callable without a token. Public methods cannot require scopes.
+
+        Raises:
+            RegistrationError: at import time, for a reserved or malformed name, a duplicate,
+                ``*args``/``**kwargs``, a missing annotation or an unsupported type.
+        """
+
+        def register(f: F) -> F:
+            spec = build_method(f, name=name, public=public, scopes=scopes)
+            if spec.name in self._methods:
+                raise RegistrationError(f"method {spec.name!r} is already registered")
+            self._methods[spec.name] = spec
+            self._has_private = self._has_private or not spec.public
+            return f
+
+        return register(func) if func is not None else register
+
+    @property
+    def inflight(self) -> int:
+        """Handler calls running right now under ``dispatch_async``."""
+        return self._inflight
+
+    @functools.cached_property
+    def asgi(self) -> ASGIApp:
+        """An ASGI 3 application serving this server over HTTP with default settings.
+
+        See ``safe_rpc.ASGIApp`` for the options (allowed hosts, CORS, trusted proxies).
+        """
+        from .._transports.http import ASGIApp  # imported on first use only
+
+        return ASGIApp(self)
+
+    @property
+    def methods(self) -> dict[str, MethodSpec]:
+        """A copy of the registry, name -> spec (for introspection and documentation)."""
+        return dict(self._methods)
+
+    # -- authentication (also used by transports that authenticate before the body) ------------
+
+    def dispatch(
+        self,
+        data: bytes,
+        *,
+        token: str | None = None,
+        principal: Principal | None = None,
+        transport: str = "inprocess",
+        client: str | None = None,
+    ) -> bytes | None:
+        """Handle one message (request, notification or batch) given as raw bytes.
+
+        Handlers run inline in the calling thread; async handlers run to completion in a
+        private event loop. Use ``dispatch_async`` inside an event loop: it also enforces
+        ``Limits.call_timeout``.
+
+        Args:
+            data: the message bytes exactly as received.
+            token: the caller's bearer token, if any.
+            principal: a caller already authenticated by the transport (re-checked for
+                expiry and revocation); takes precedence over ``token``.
+            transport: reported to handlers in ``Context.transport``.
+            client: the peer address, reported in ``Context.client``.
+
+        Returns:
+            The response bytes, or None when no response is due (notifications only).
+            Never raises for anything the peer sent.
+        """
+        flow = self._guarded_flow(data, token, principal, transport, client)
+        try:
+            call = next(flow)
+            while True:
+                call = flow.send(self._run_sync(call))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def dispatch_async(
+        self,
+        data: bytes,
+        *,
+        token: str | None = None,
+        principal: Principal | None = None,
+        transport: str = "inprocess",
+        client: str | None = None,
+    ) -> bytes | None:
+        """Like ``dispatch``, for event loops: handlers are awaited under the call deadline.
+
+        Sync handlers run in a worker thread so they never block the loop; async handlers
+        are cancelled at ``Limits.call_timeout`` and answered with -32002. Calls beyond
+        ``Limits.max_inflight`` in the process are answered -32009.
+        """
+        flow = self._guarded_flow(data, token, principal, transport, client)
+        try:
+            call = next(flow)
+            while True:
+                call = flow.send(await self._run_async(call))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    # -- the pipeline ---------------------------------------------------------------------------
+
+    # -- the asyncio driver ---------------------------------------------------------------------
+
+    async def _run_async(self, call: Call) -> Any:
+        if self._inflight >= self.limits.max_inflight:
+            return Failure(ServerBusy())
+        self._inflight += 1
+        try:
+            return await self._invoke(call)
+        finally:
+            self._inflight -= 1
+
+    async def _invoke(self, call: Call) -> Any:
+        spec = call.spec
+        deadline = asyncio.timeout(self.limits.call_timeout)
+        try:
+            async with deadline:
+                if spec.is_async:
+                    return await spec.func(*call.args, **call.kwargs)
+                # Sync handlers may block (I/O, CPU): keep them off the event loop. A thread
+                # cannot be cancelled; its answer is dropped once the deadline passed.
+                return await asyncio.to_thread(spec.func, *call.args, **call.kwargs)
+        except TimeoutError as exc:
+            if deadline.expired():
+                logger.warning("method %s exceeded its deadline; cancelled", log_safe(spec.name))
+                return Failure(RequestTimeout())
+            return self._failure(spec, exc)  # the handler's own TimeoutError
+        except Exception as exc:
+            return self._failure(spec, exc)
+
+    def _run_sync(self, call: Call) -> Any:
+        spec = call.spec
+        if not spec.is_async:
+            try:
+                return spec.func(*call.args, **call.kwargs)
+            except Exception as exc:
+                return self._failure(spec, exc)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._invoke(call))
+        return self._failure(
+            spec,
+            RuntimeError(
+                f"async method {spec.name!r} reached through RPCServer.dispatch inside a "
+                "running event loop; use dispatch_async there"
+            ),
+        )

@@ -1,0 +1,5 @@
+"""Serving: turn an ``RPCServer`` into listening sockets."""
+
+from .serve import serve
+
+__all__ = ["serve"]
