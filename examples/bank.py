@@ -13,6 +13,8 @@ may use (scopes), the handler decides *which objects* (``ctx.principal.subject``
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
@@ -30,14 +32,27 @@ class InsufficientFunds(RPCError):
         requested: int
 
 
+class Entry(BaseModel):
+    """One movement on an account."""
+
+    id: uuid.UUID
+    at: datetime
+    amount: int = Field(ge=-1_000_000, le=1_000_000)
+
+
 class Statement(BaseModel):
     owner: str
     balance: int
     history: list[int]
+    entries: list[Entry] = []
+    as_of: datetime
 
 
-rpc = RPCServer()  # `safe-rpc serve --keys FILE` attaches a keyring; tests pass their own
+# `safe-rpc serve --keys FILE` attaches a keyring; tests pass their own. Title and version
+# are what `rpc.discover` (and `safe-rpc openrpc`) report.
+rpc = RPCServer(title="Bank", version="1.0.0")
 _balances: dict[str, list[int]] = {}
+_entries: dict[str, list[Entry]] = {}
 _lock = asyncio.Lock()
 
 
@@ -65,10 +80,11 @@ async def deposit(ctx: Context, amount: int = Field(gt=0, le=1_000_000)) -> int:
     async with _lock:
         history = _balances.setdefault(_owner(ctx), [])
         history.append(amount)
+        _record(_owner(ctx), amount)
         return sum(history)
 
 
-@rpc.method(name="account.withdraw", scopes=["account:write"])
+@rpc.method(name="account.withdraw", scopes=["account:write"], errors=[InsufficientFunds])
 async def withdraw(ctx: Context, amount: int = Field(gt=0, le=1_000_000)) -> int:
     """Take ``amount`` from the caller's account, or raise ``InsufficientFunds``."""
     async with _lock:
@@ -77,6 +93,7 @@ async def withdraw(ctx: Context, amount: int = Field(gt=0, le=1_000_000)) -> int
         if amount > current:
             raise InsufficientFunds(data={"balance": current, "requested": amount})
         history.append(-amount)
+        _record(_owner(ctx), -amount)
         return current - amount
 
 
@@ -85,4 +102,21 @@ async def statement(ctx: Context) -> Statement:
     """A typed result: serialised through the return annotation."""
     owner = _owner(ctx)
     history = list(_balances.get(owner, []))
-    return Statement(owner=owner, balance=sum(history), history=history)
+    entries = list(_entries.get(owner, []))
+    return Statement(
+        owner=owner, balance=sum(history), history=history, entries=entries, as_of=_now()
+    )
+
+
+@rpc.method(name="account.entry", scopes=["account:read"])
+async def entry(ctx: Context, entry_id: uuid.UUID) -> Entry | None:
+    """One movement of the caller's account by its id (UUID in, model or null out)."""
+    return next((e for e in _entries.get(_owner(ctx), []) if e.id == entry_id), None)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _record(owner: str, amount: int) -> None:
+    _entries.setdefault(owner, []).append(Entry(id=uuid.uuid4(), at=_now(), amount=amount))

@@ -62,7 +62,7 @@ def test_sr39_every_declared_scope_required() -> None:
     assert code(rpc.dispatch(request("account.admin"), token=both)) is True
 
 
-@pytest.mark.parametrize("method", ["account.write", "account.nonexistent", "rpc.discover"])
+@pytest.mark.parametrize("method", ["account.write", "account.nonexistent", "rpc.nonexistent"])
 def test_anonymous_gets_unauthenticated_for_every_non_public_name(method: str) -> None:
     """Without a token, protected and missing methods look the same: -32001."""
     rpc = make_server()

@@ -53,6 +53,7 @@ def test_sr01_pickle_payload_is_a_parse_error() -> None:
         "add.__code__",
         "math.__dict__",
         "os.system",
+        "rpc.system",
         "rpc.discover",
         "_private",
         "a..b",
@@ -61,8 +62,9 @@ def test_sr01_pickle_payload_is_a_parse_error() -> None:
     ],
 )
 def test_sr02_no_attribute_traversal(method: str) -> None:
-    """Dispatch goes only through the registry: reflective names are -32601."""
-    rpc = make_rpc()
+    """Dispatch goes only through the registry: reflective names are -32601 (and
+    ``rpc.discover`` too on a server built with ``discover=False``)."""
+    rpc = make_rpc(discover=False) if method == "rpc.discover" else make_rpc()
     before = rpc.methods.keys()
     assert error_code(rpc, request(method, [])) == -32601
     assert rpc.methods.keys() == before

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final
 
-from .._core.errors import ErrorRegistry, RPCError
+from .._core.errors import ErrorRegistry, InvalidResponse, RPCError
+from .._core.protocol import DISCOVER_METHOD
 from ._protocol import Call, ClientProtocol, Outcome, make_params
 from ._transports import AsyncHTTPTransport, AsyncTCPTransport, HTTPTransport, TCPTransport
 
@@ -32,6 +33,12 @@ def _scheme(url: str) -> str:
     if scheme not in _SYNC:
         raise ValueError(f"{url!r}: the URL must start with http://, https://, tcp:// or tls://")
     return scheme
+
+
+def _document(value: Any) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise InvalidResponse("rpc.discover did not answer an OpenRPC document (an object)")
+    return value
 
 
 def _result(outcomes: dict[int, Outcome], call: Call) -> Any:
@@ -211,6 +218,10 @@ class Client(_ClientBase):
         raw = self._transport.send(data, expect=True, key=call.id)
         return _result(self._protocol.decode(raw, [call], batch=False), call)
 
+    def discover(self) -> dict[str, Any]:
+        """The server's OpenRPC document, as this client's token is allowed to see it."""
+        return _document(self.call(DISCOVER_METHOD))
+
     def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification: no answer is expected or read."""
         _, data = self._single(method, args, kwargs, True)
@@ -252,6 +263,10 @@ class AsyncClient(_ClientBase):
         call, data = self._single(method, args, kwargs, False)
         raw = await self._transport.send(data, expect=True, key=call.id)
         return _result(self._protocol.decode(raw, [call], batch=False), call)
+
+    async def discover(self) -> dict[str, Any]:
+        """The server's OpenRPC document, as this client's token is allowed to see it."""
+        return _document(await self.call(DISCOVER_METHOD))
 
     async def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, Final
 
 from .authn import Authenticator
@@ -36,7 +36,7 @@ from .errors import (
 from .json import JSONError, dumps_strict
 from .limits import Limits
 from .logs import log_safe
-from .protocol import NO_ID, Request, classify, error_response
+from .protocol import DISCOVER_METHOD, NO_ID, Request, classify, error_response
 from .registry import MethodSpec
 
 __all__ = ["Call", "Failure", "Pipeline"]
@@ -113,6 +113,8 @@ class Pipeline:
         self._methods: dict[str, MethodSpec] = {}
         self._has_private = False
         self._json = self.limits.parser()
+        #: Answers ``rpc.discover`` with the encoded document for a caller (set by RPCServer).
+        self.discover_answer: Callable[[Principal | None], bytes] | None = None
 
     def authenticate(self, token: str) -> Principal:
         """Verify a bearer token with the keyring.
@@ -214,6 +216,8 @@ class Pipeline:
         if type(request) is not Request:
             return self._encode_error(InvalidRequest(), request)
         spec = self._methods.get(request.method)
+        if spec is None and request.method == DISCOVER_METHOD and self.discover_answer:
+            return self._discover(request, auth)
         denial = self._authorize(spec, request.method, auth)
         if denial is not None:
             # Section 4.1: "The Server MUST NOT reply to a Notification", errors included.
@@ -251,6 +255,28 @@ class Pipeline:
             return dumps_strict({"jsonrpc": "2.0", "result": outcome, "id": request.id})
         except Exception as exc:  # wrong type for the annotation, NaN, huge int, surrogate
             return self._encode_error(self._internal_error(spec.name, exc), request.id)
+
+    def _discover(self, request: Request, auth: _Auth) -> bytes | None:
+        # Reserved (section 4), built in, callable anonymously: the answer is the caller's
+        # own view. A present-but-invalid token fails it like every other call.
+        error: RPCError
+        assert self.discover_answer is not None
+        if auth is _INVALID:
+            error = Unauthenticated()
+        elif request.params:
+            detail = {"loc": ["params"], "type": "too_many_arguments", "msg": "no params"}
+            error = InvalidParams(data=[detail])
+        elif request.id is NO_ID:
+            return None
+        else:
+            try:
+                document = self.discover_answer(auth if isinstance(auth, Principal) else None)
+            except Exception as exc:  # a schema that cannot be encoded: the server's bug
+                error = self._internal_error(DISCOVER_METHOD, exc)
+            else:
+                head = b'{"jsonrpc":"2.0","result":'
+                return head + document + b',"id":' + dumps_strict(request.id) + b"}"
+        return None if request.id is NO_ID else self._encode_error(error, request.id)
 
     def _authorize(self, spec: MethodSpec | None, name: str, auth: _Auth) -> RPCError | None:
         # Section 6 of SPEC.md: deny by default, decided per element, nothing leaks.

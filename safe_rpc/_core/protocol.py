@@ -16,6 +16,7 @@ from .errors import RPCError
 
 __all__ = [
     "AUTH_METHOD",
+    "DISCOVER_METHOD",
     "NO_ID",
     "Request",
     "classify",
@@ -46,6 +47,8 @@ _MEMBERS: Final = frozenset(("jsonrpc", "method", "params", "id"))
 #: The reserved method a connection-oriented transport (framed TCP, WebSocket) authenticates
 #: with: ``{"token": "..."}``. Names beginning with ``rpc.`` are reserved by section 4.
 AUTH_METHOD: Final = "rpc.authenticate"
+#: The built-in, reserved method that answers the caller's OpenRPC document (no params).
+DISCOVER_METHOD: Final = "rpc.discover"
 
 
 def valid_id(value: Any) -> bool:

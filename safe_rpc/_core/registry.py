@@ -21,7 +21,7 @@ from pydantic_core._pydantic_core import list_all_errors
 from typing_extensions import TypedDict
 
 from .context import Context
-from .errors import InvalidParams, RegistrationError
+from .errors import RESERVED_CODES, InvalidParams, RegistrationError, RemoteError, RPCError
 from .json import dumps_strict
 
 __all__ = ["MethodSpec", "build_method", "check_method_name"]
@@ -61,6 +61,7 @@ class MethodSpec:
         "args_adapter",
         "context_param",
         "defaults",
+        "errors",
         "func",
         "is_async",
         "json_native",
@@ -90,6 +91,7 @@ class MethodSpec:
         result_adapter: TypeAdapter[Any],
         json_native: bool = False,
         return_hint: Any = None,
+        errors: tuple[type[RPCError], ...] = (),
     ) -> None:
         self.name = name
         self.func = func
@@ -104,6 +106,8 @@ class MethodSpec:
         self.result_adapter = result_adapter
         self.schema_names = _schema_names(args_adapter)
         self.json_native = json_native
+        #: Application errors the method declares (for discovery and generated clients).
+        self.errors = errors
         # `-> int`, `-> str`, `-> bool`: a value of exactly that type needs no serializer
         # (dumps_strict still refuses huge ints and lone surrogates). None: always serialise.
         plain = return_hint in (int, str, bool, float)
@@ -249,6 +253,7 @@ def build_method(
     name: str | None,
     public: bool,
     scopes: Iterable[str],
+    errors: Iterable[type[RPCError]] = (),
 ) -> MethodSpec:
     """Inspect ``func`` once and build its ``MethodSpec``.
 
@@ -267,6 +272,7 @@ def build_method(
             raise RegistrationError(f"scope {scope!r} must be a non-empty string with no spaces")
     if public and scope_set:
         raise RegistrationError(f"method {method_name!r} is public and cannot require scopes")
+    declared = _declared_errors(method_name, errors)
 
     where = f"{getattr(func, '__qualname__', method_name)} (registered as {method_name!r})"
     try:
@@ -354,4 +360,22 @@ def build_method(
         result_adapter=result_adapter,
         json_native=native,
         return_hint=hints["return"],
+        errors=declared,
     )
+
+
+def _declared_errors(name: str, errors: Iterable[type[RPCError]]) -> tuple[type[RPCError], ...]:
+    """``errors=[...]`` of ``@rpc.method``: application error classes, sorted by code."""
+    by_code: dict[int, type[RPCError]] = {}
+    for cls in errors:
+        if not (isinstance(cls, type) and issubclass(cls, RPCError)) or cls is RemoteError:
+            raise RegistrationError(f"method {name!r}: errors=[...] takes RPCError subclasses")
+        code = cls.__dict__.get("code")
+        if not isinstance(code, int) or code in RESERVED_CODES:
+            raise RegistrationError(
+                f"method {name!r}: {cls.__qualname__} needs its own application code "
+                "(outside -32768..-32000) to be declared in errors=[...]"
+            )
+        if by_code.setdefault(code, cls) is not cls:
+            raise RegistrationError(f"method {name!r}: two declared errors use code {code}")
+    return tuple(by_code[code] for code in sorted(by_code))

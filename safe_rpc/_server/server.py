@@ -11,11 +11,18 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from .._auth.limiter import FailedAuthLimiter
 from .._core.authn import Authenticator
 from .._core.context import Principal
-from .._core.errors import ErrorRegistry, RegistrationError, RequestTimeout, ServerBusy
+from .._core.errors import (
+    ErrorRegistry,
+    RegistrationError,
+    RequestTimeout,
+    RPCError,
+    ServerBusy,
+)
 from .._core.limits import Limits
 from .._core.logs import log_safe
 from .._core.pipeline import Call, Failure, Pipeline
 from .._core.registry import MethodSpec, build_method
+from .._discovery import Discovery
 
 if TYPE_CHECKING:
     from .._transports.http import ASGIApp
@@ -54,6 +61,9 @@ class RPCServer(Pipeline):
             themselves in the default one).
         auth_limiter: counts failed authentications per client address for the transports
             (default: ``Limits.auth_failures_per_minute`` per minute, in memory).
+        title, version: the ``info`` of the OpenRPC document ``rpc.discover`` answers.
+        discover: answer the reserved ``rpc.discover`` (on by default; each caller sees only
+            the methods it may call). ``False`` makes it an unknown method like any other.
     """
 
     def __init__(
@@ -64,10 +74,17 @@ class RPCServer(Pipeline):
         reveal_forbidden: bool = False,
         errors: ErrorRegistry | None = None,
         auth_limiter: FailedAuthLimiter | None = None,
+        title: str = "safe_rpc service",
+        version: str = "0.0.0",
+        discover: bool = True,
     ) -> None:
         super().__init__(
             keyring=keyring, limits=limits, reveal_forbidden=reveal_forbidden, errors=errors
         )
+        #: Builds and caches the ``rpc.discover`` document per caller view (SECURITY.md).
+        self.discovery = Discovery(self._methods.values, title=title, version=version)
+        if discover:
+            self.discover_answer = self.discovery.answer
         #: Failed authentications per caller source, shared by the transports (SR-40).
         self.auth_limiter = auth_limiter or FailedAuthLimiter(self.limits.auth_failures_per_minute)
         self._inflight = 0
@@ -82,6 +99,7 @@ class RPCServer(Pipeline):
         name: str | None = None,
         scopes: Iterable[str] = (),
         public: bool = False,
+        errors: Iterable[type[RPCError]] = (),
     ) -> Callable[[F], F]: ...
 
     def method(
@@ -92,6 +110,7 @@ class RPCServer(Pipeline):
         name: str | None = None,
         scopes: Iterable[str] = (),
         public: bool = False,
+        errors: Iterable[type[RPCError]] = (),
     ) -> F | Callable[[F], F]:
         """Register a function as an RPC method; returns the function unchanged.
 
@@ -102,6 +121,8 @@ class RPCServer(Pipeline):
                 such as ``"account.withdraw"`` namespace methods.
             scopes: every scope a caller's token must hold (exact string match).
             public: callable without a token. Public methods cannot require scopes.
+            errors: the application errors (``RPCError`` subclasses) the method may raise;
+                ``rpc.discover`` lists them and generated clients raise them by class.
 
         Raises:
             RegistrationError: at import time, for a reserved or malformed name, a duplicate,
@@ -109,7 +130,7 @@ class RPCServer(Pipeline):
         """
 
         def register(f: F) -> F:
-            spec = build_method(f, name=name, public=public, scopes=scopes)
+            spec = build_method(f, name=name, public=public, scopes=scopes, errors=errors)
             if spec.name in self._methods:
                 raise RegistrationError(f"method {spec.name!r} is already registered")
             self._methods[spec.name] = spec

@@ -1,0 +1,9 @@
+"""Discovery: the OpenRPC document of a server and typed client stubs generated from it.
+
+This layer sits just above ``_core``: it reads registered specs and produces documents and
+source text, with no I/O of its own.
+"""
+
+from .openrpc import OPENRPC_VERSION, Discovery, build_document
+
+__all__ = ["OPENRPC_VERSION", "Discovery", "build_document"]
