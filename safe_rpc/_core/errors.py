@@ -127,6 +127,18 @@ class ErrorRegistry:
     def __iter__(self) -> Iterator[type[RPCError]]:
         return iter(list(self._by_code.values()))
 
+    @classmethod
+    def standard(cls) -> ErrorRegistry:
+        """A new registry holding only safe_rpc's own classes (the reserved codes).
+
+        Give each client of a service a registry of its own built from this, plus that
+        service's application errors: two services may then use the same code for
+        different errors without colliding in the process-wide ``DEFAULT_ERRORS``.
+        """
+        new = cls()
+        new._by_code = {c: k for c, k in DEFAULT_ERRORS._by_code.items() if c in RESERVED_CODES}
+        return new
+
     def copy(self) -> ErrorRegistry:
         """A new registry holding the same classes (to extend without touching this one)."""
         new = ErrorRegistry()
