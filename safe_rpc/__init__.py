@@ -40,6 +40,7 @@ from ._core.errors import (
 )
 from ._core.limits import Limits
 from ._core.schemas import load_schema
+from ._discovery.stubs import StubError, generate_stubs
 from ._server.server import RPCServer
 from ._serving import serve
 from ._version import __version__
@@ -58,6 +59,8 @@ __all__ = [
     "AsyncClient",
     "BatchFuture",
     "Client",
+    "StubError",
+    "generate_stubs",
     # errors
     "DEFAULT_ERRORS",
     "AuthError",

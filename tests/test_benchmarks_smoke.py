@@ -32,3 +32,10 @@ def test_adversarial_benchmark_smoke() -> None:
     out = run("benchmarks/adversarial.py", "--runs", "1")
     assert "FAILED" not in out
     assert out.count("| ok |") == 7
+
+
+def test_discovery_benchmark_smoke() -> None:
+    """discovery.py prints the cached and uncached cost of rpc.discover."""
+    out = run("benchmarks/discovery.py", "--quick")
+    assert "| cached, token (dispatch) |" in out
+    assert "| uncached view (generate + encode) |" in out

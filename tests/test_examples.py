@@ -26,13 +26,18 @@ def test_calculator_in_process(capsys: pytest.CaptureFixture[str]) -> None:
     assert "-32602" in out
 
 
+def _bank_keys(tmp_path: Path) -> tuple[Keyring, Path]:
+    keys = tmp_path / "bank-keys.json"
+    ring = Keyring.generate(audience="bank")
+    ring.to_file(keys)
+    return ring, keys
+
+
 def test_bank_over_http(tmp_path: Path) -> None:
     """examples.bank served with a key file: scopes, typed application errors, statements."""
     from examples.bank import InsufficientFunds, Statement
 
-    keys = tmp_path / "bank-keys.json"
-    ring = Keyring.generate(audience="bank")
-    ring.to_file(keys)
+    ring, keys = _bank_keys(tmp_path)
     token = ring.issue("alice", ["account:read", "account:write"])
     with serve("examples.bank:rpc", "--keys", str(keys), cwd=REPO_ROOT) as server:
         with Client(server.url, token=token) as c:
@@ -112,3 +117,22 @@ def test_tcp_tls_service_and_client(tmp_path: Path) -> None:
         )  # fmt: skip
         assert client.returncode == 0, client.stderr
         assert "latest: {'sensor': 'kitchen', 'celsius': 21.5}" in client.stdout
+
+
+def test_typed_bank_generates_stubs_and_uses_them(tmp_path: Path) -> None:
+    """examples.typed_bank: stubs generated from the live bank, then typed calls."""
+    ring, keys = _bank_keys(tmp_path)
+    token = ring.issue("alice", ["account:read", "account:write"])
+    with serve("examples.bank:rpc", "--keys", str(keys), cwd=REPO_ROOT) as server:
+        done = subprocess.run(
+            [sys.executable, "-m", "examples.typed_bank", server.url, "--token", token],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "balance after deposit: 100",
+        "refused: InsufficientFunds balance 100",
+        "statement: Statement as of datetime",
+        "last entry: UUID datetime 100",
+        "same entry by id: True",
+    ]

@@ -24,13 +24,15 @@ EXPECTED_PUBLIC = {
     "RPCError", "RPCServer", "RateLimited", "RegistrationError", "RemoteError",
     "RequestTimeout", "RequestTooLarge", "ResponseTooLarge", "ServerBusy", "TransportError",
     "Unauthenticated", "__version__", "load_schema", "serve",
+    "StubError", "generate_stubs",
 }  # fmt: skip
 
 FORBIDDEN_MODULES = {"pickle", "cPickle", "_pickle", "marshal", "shelve", "dill", "cloudpickle"}
 FORBIDDEN_MODULES |= {"yaml", "ruamel", "jsonpickle", "xmlrpc"}
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}
 
-SANS_IO = ("_core/json", "_core/protocol", "_core/registry", "_core/framing", "_core/pipeline")
+SANS_IO = ("_core/json", "_core/protocol", "_core/registry", "_core/framing", "_core/pipeline",
+           "_discovery/openrpc", "_discovery/emit", "_discovery/stubs")  # fmt: skip
 IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "uvicorn", "httpx", "h11", "anyio"}
 
 

@@ -5,5 +5,6 @@ source text, with no I/O of its own.
 """
 
 from .openrpc import OPENRPC_VERSION, Discovery, build_document
+from .stubs import StubError, generate_stubs
 
-__all__ = ["OPENRPC_VERSION", "Discovery", "build_document"]
+__all__ = ["OPENRPC_VERSION", "Discovery", "StubError", "build_document", "generate_stubs"]
