@@ -453,3 +453,28 @@ def test_cli_openrpc_prints_each_view() -> None:
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
+
+
+def test_subscription_specs_are_marked_with_their_item_schema() -> None:
+    """The hook for subscriptions: a spec with ``kind = "subscription"`` is listed with
+    ``x-subscription: true`` and its item type as the result; stubs leave it out."""
+    from safe_rpc import generate_stubs
+    from safe_rpc._core.registry import MethodSpec, build_method
+    from safe_rpc._discovery import build_document
+
+    class SubscriptionSpec(MethodSpec):
+        kind = "subscription"
+
+    def ticker(symbol: str) -> Point:
+        raise NotImplementedError
+
+    plain = build_method(ticker, name="ticker", public=True, scopes=())
+    spec = SubscriptionSpec.__new__(SubscriptionSpec)
+    for slot in MethodSpec.__slots__:
+        setattr(spec, slot, getattr(plain, slot))
+    document = build_document([spec], title="T", version="1")
+    validate_openrpc(document)
+    (method,) = document["methods"]
+    assert method["x-subscription"] is True
+    assert method["result"]["schema"] == {"$ref": "#/components/schemas/Point"}
+    assert "def ticker" not in generate_stubs(document)

@@ -86,6 +86,8 @@ HOSTILE: dict[str, Any] = {
                 {"name": "params", "required": True, "schema": {"type": "integer"}},
                 {"name": "raw", "schema": {"type": "array", "items": {"type": "number"}}},
                 {"name": "Omitted", "required": True, "schema": {"const": "\U0001f600"}},
+                {"name": "isinstance", "required": True, "schema": {"type": "boolean"}},
+                {"name": "dict", "schema": {"type": "object"}},
             ],
             "result": {"name": "r", "schema": {"type": "integer", "minimum": 0}},
             "errors": [
@@ -111,6 +113,8 @@ HOSTILE: dict[str, Any] = {
                     "def": {"type": "string", "default": '"""\\n'},
                     "json": {"type": "boolean"},
                     "copy": {"type": ["string", "null"]},
+                    "str": {"type": "string", "default": "shadow"},
+                    "datetime": {"type": "string", "format": "date-time"},
                 },
                 "required": ["model_config"],
             },

@@ -93,14 +93,17 @@ def build_document(specs: Iterable[MethodSpec], *, title: str, version: str) -> 
 
     A spec whose ``kind`` attribute is ``"subscription"`` is listed with
     ``x-subscription: true`` and its item type as the result (the schema of each item
-    notification); every other spec is a plain method.
+    notification; from ``item_adapter`` when the spec has one, else ``result_adapter``);
+    every other spec is a plain method.
     """
     ordered = sorted(specs, key=lambda s: s.name)
     inputs: list[tuple[Any, Any, TypeAdapter[Any]]] = []
     errors: dict[tuple[str, str], type[RPCError]] = {}
     for spec in ordered:
         inputs.append((("params", spec.name), "validation", spec.args_adapter))
-        inputs.append((("result", spec.name), "serialization", spec.result_adapter))
+        # A subscription's result is its item type (each notification's "result").
+        result = getattr(spec, "item_adapter", None) or spec.result_adapter
+        inputs.append((("result", spec.name), "serialization", result))
         for cls in spec.errors:
             errors[(cls.__module__, cls.__qualname__)] = cls
     for key in sorted(errors):

@@ -10,6 +10,7 @@ signatures and turn results into the declared types (a ``datetime`` arrives as a
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Mapping
 from typing import Any, Final
@@ -31,8 +32,10 @@ _RESERVED: Final = frozenset(
         "ConfigDict", "Field", "TypeAdapter", "ValidationError", "AsyncClient", "Client",
         "ErrorRegistry", "InvalidResponse", "RPCError", "T", "Omitted", "OMIT", "ERRORS",
     }
-)  # fmt: skip
+) | frozenset(dir(builtins))  # fmt: skip
 _MODEL_RESERVED: Final = frozenset(dir(BaseModel))
+_BUILTINS: Final = frozenset(dir(builtins))
+_TYPE_BUILTINS: Final = frozenset({"str", "int", "float", "bool", "dict", "list", "tuple"})
 _CLIENT_MEMBERS: Final = frozenset({"client", "close", "aclose"})
 
 _HELPERS: Final = '''\
@@ -109,7 +112,11 @@ class _Generator:
         methods = document.get("methods")
         if not isinstance(methods, list) or len(methods) > _MAX_METHODS:
             raise StubError("the document's methods must be a list (of at most 2,000)")
-        self.methods = [m for m in methods if isinstance(m, dict)]
+        # Subscriptions (x-subscription) answer an id and stream notifications: they are
+        # not request/response calls, so the typed clients leave them out.
+        self.methods = [
+            m for m in methods if isinstance(m, dict) and m.get("x-subscription") is not True
+        ]
         self.taken: set[str] = set(_RESERVED)
         base = ident(_words(self.title), fallback="Service")
         self.sync_name = self._name(f"{base}Client", "ServiceClient")
@@ -145,7 +152,9 @@ class _Generator:
         lines += ["", '    model_config = ConfigDict(extra="forbid", validate_by_name=True)', ""]
         required = schema.get("required")
         required = set(required) if isinstance(required, list) else set()
-        used = set(_MODEL_RESERVED)
+        # A field may not shadow a module-level or builtin name an annotation might use
+        # (``id`` or ``type`` are fine as field names; ``str`` or ``datetime`` are not).
+        used = set(_MODEL_RESERVED) | (self.taken - _BUILTINS) | _TYPE_BUILTINS
         for wire, prop in schema["properties"].items():
             name = ident(wire, fallback="field", taken=used)
             if name.startswith("model_"):
