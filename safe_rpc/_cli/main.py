@@ -26,6 +26,8 @@ examples:
   safe-rpc keygen --out keys.json --audience calc   make a key file
   safe-rpc token --keys keys.json --subject me      issue a bearer token
   safe-rpc call http://127.0.0.1:8000/ add 2 3      call a method
+  safe-rpc openrpc examples.bank:rpc --all          print the OpenRPC document
+  safe-rpc stubs examples.bank:rpc --out client.py  write a typed client module
 """
 
 
