@@ -8,45 +8,22 @@ every later one normally, so each test ends with a normal call that must succeed
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import socket
-import struct
 import threading
 import time
 import tracemalloc
-import zlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
-from fake_servers import loopback_server
-from pydantic import BaseModel
+from fake_servers import ERRORS, InsufficientFunds, MiB, gzip_bomb, loopback_server
 
-from safe_rpc import AsyncClient, Client, ErrorRegistry, InvalidResponse, RPCError, TransportError
+from safe_rpc import AsyncClient, Client, InvalidResponse, TransportError
 from safe_rpc._core.framing import encode_frame
 
 Attack = Callable[[socket.socket, threading.Event], None]
-MiB = 1 << 20
-
-
-@functools.cache
-def gzip_bomb() -> bytes:
-    """1 GiB of zeros gzipped twice: about 2.5 KB on the wire."""
-    zeros = bytes(MiB)
-    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)
-    # After a full flush the compressor forgets what came before, so every further MiB of
-    # zeros compresses to the same bytes: repeat them instead of compressing 1 GiB.
-    first = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
-    again = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
-    final_block = deflate.flush()[:-8]  # its gzip trailer counts only 2 MiB: rebuilt below
-    crc = 0
-    for _ in range(1024):
-        crc = zlib.crc32(zeros, crc)
-    inner = first + again * 1023 + final_block + struct.pack("<II", crc, (1 << 30) & 0xFFFFFFFF)
-    outer = zlib.compressobj(9, zlib.DEFLATED, 31)
-    return outer.compress(inner) + outer.flush()
 
 
 def _read_http(conn: socket.socket) -> tuple[bytes, bytes]:
@@ -197,18 +174,6 @@ def test_client_timeout_is_a_deadline_for_the_whole_call(case: str, mode: str) -
 
             elapsed = asyncio.run(main())
     assert elapsed < timeout + 2.0, f"the call took {elapsed:.1f} s"
-
-
-class InsufficientFunds(RPCError, register=False):
-    code = 1001
-    message = "insufficient funds"
-
-    class Data(BaseModel):
-        balance: int
-
-
-ERRORS = ErrorRegistry()
-ERRORS.add(InsufficientFunds)
 
 
 @pytest.mark.parametrize(

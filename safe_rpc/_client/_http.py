@@ -183,8 +183,11 @@ async def _acollect(chunks: AsyncIterator[bytes], cap: int) -> bytes:
     return bytes(out)
 
 
-def _ssl_context(ssl: Any) -> ssl_module.SSLContext:
-    return ssl if ssl is not None else ssl_module.create_default_context()
+def _ssl_context(url: str, ssl: Any) -> ssl_module.SSLContext | None:
+    # Loading the CA store costs milliseconds: only for https, and only once per client.
+    if ssl is not None or not url.lower().startswith("https:"):
+        return ssl  # type: ignore[no-any-return]
+    return ssl_module.create_default_context()
 
 
 class HTTPTransport:
@@ -196,7 +199,7 @@ class HTTPTransport:
         self.timeout = timeout
         self._headers = _request_headers(token)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=_ssl_context(ssl), network_backend=_DeadlineBackend()
+            ssl_context=_ssl_context(url, ssl), network_backend=_DeadlineBackend()
         )
 
     def send(self, data: bytes, *, expect: bool, key: int | None) -> bytes | None:
@@ -231,7 +234,7 @@ class AsyncHTTPTransport:
         self.cap = cap
         self.timeout = timeout
         self._headers = _request_headers(token)
-        self._pool = httpcore.AsyncConnectionPool(ssl_context=_ssl_context(ssl))
+        self._pool = httpcore.AsyncConnectionPool(ssl_context=_ssl_context(url, ssl))
 
     async def send(self, data: bytes, *, expect: bool, key: int | None) -> bytes | None:
         try:
