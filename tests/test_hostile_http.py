@@ -9,11 +9,14 @@ followed by a normal call that must succeed.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import uvicorn
 from servers import (
     Server,
     connect,
@@ -25,6 +28,10 @@ from servers import (
     serve,
 )
 from support import check_response, request
+
+from safe_rpc import Limits, RPCServer
+from safe_rpc._transports.engine import config_options
+from safe_rpc._transports.http import ASGIApp
 
 ADD = request("add", [2, 3])
 HOSTILE = "127.0.0.2"
@@ -191,3 +198,46 @@ def test_sr19_refused_connections_do_not_linger(server: Server) -> None:
         for sock in socks:
             sock.close()
     assert_serves(server)
+
+
+@contextmanager
+def in_process(app: ASGIApp) -> Iterator[int]:
+    """The app on the serving engine (uvicorn + config_options) in a thread: its port."""
+    options = config_options(app.limits)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **options)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the in-process server did not start"
+        time.sleep(0.02)
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_sr19_trusted_proxy_not_capped_per_address() -> None:
+    """A proxy the app trusts carries many clients: its connections are not capped per
+    address (127.0.0.2, 8 > 4 served); any other address still is (127.0.0.3)."""
+    rpc = RPCServer(limits=Limits(max_connections_per_client=4, header_timeout=5.0))
+    rpc.method(name="add", public=True)(_add)
+    with in_process(ASGIApp(rpc, trusted_proxies=["127.0.0.2"])) as port:
+        proxied = [connect_from("127.0.0.2", port) for _ in range(8)]
+        others = [connect_from("127.0.0.3", port) for _ in range(5)]
+        try:
+            for sock in proxied:
+                sock.sendall(http_request(ADD))
+                assert read_response(sock)[0] == 200
+            assert read_response(others[4])[0] == 503
+        finally:
+            for sock in proxied + others:
+                sock.close()
+        status, _, body = exchange(port, http_request(ADD))
+        assert (status, json.loads(body)["result"]) == (200, 5)
+
+
+def _add(a: int, b: int) -> int:
+    return a + b

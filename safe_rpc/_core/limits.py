@@ -98,7 +98,9 @@ class Limits:
     #: process; past it the new connection gets 503 and is closed at once. Below
     #: ``max_connections`` so that one source cannot take every slot (100 silent sockets
     #: from one host locked everyone out until the header deadline); 16 still covers a
-    #: browser's 6 connections per host or a pooled client behind one NAT address.
+    #: browser's 6 connections per host or a pooled client behind one NAT address. The
+    #: app's ``trusted_proxies`` are not capped; behind a proxy the app does not trust,
+    #: raise it (a value above ``max_connections`` has no effect).
     max_connections_per_client: int = 16
     #: Calls running at once on one TCP connection (pipelining) before the server stops
     #: reading from it (websockets' ``max_queue``).

@@ -23,7 +23,8 @@ count against uvicorn's ``limit_concurrency`` for as long as the peer wished.
 Connections past ``Limits.max_connections`` get 503 (uvicorn's ``limit_concurrency``,
 which counts open connections *and* running request tasks, this one included: SR-19); a
 connection from an address that already holds ``Limits.max_connections_per_client`` gets
-503 and is closed before it is read. The request head is capped at
+503 and is closed before it is read (addresses in the app's ``trusted_proxies`` excepted:
+a proxy carries many clients). The request head is capped at
 ``Limits.max_header_bytes``, complete or not (h11 caps only an incomplete head: SR-20), and
 ``Content-Length`` together with ``Transfer-Encoding`` is refused (RFC 9112 sections 6.1
 and 6.3: SR-21); both answers close the connection, so nothing pipelined behind them runs.
@@ -128,6 +129,8 @@ class DeadlineH11Protocol(H11Protocol):
         if self.client is None:  # a Unix socket: no address to count
             return False
         address = self.client[0]
+        if address in getattr(self.app, "trusted_proxies", ()):
+            return False  # a proxy the app trusts carries many clients on its connections
         held = sum(
             1
             for other in self.connections
