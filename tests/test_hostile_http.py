@@ -78,13 +78,13 @@ def test_sr19_connections_per_client_capped(server: Server) -> None:
     held = [connect_from(HOSTILE, server.port) for _ in range(4)]
     excess = [connect_from(HOSTILE, server.port) for _ in range(8)]
     try:
-        started = time.monotonic()
         for sock in excess:
-            status, _, body = read_response(sock)  # answered before it sent anything
+            # Answered before it sent anything (a deadline would close without an answer),
+            # and closed.
+            status, _, body = read_response(sock)
             assert status == 503
             assert check_response(body)["error"]["code"] == -32009
-            assert drain(sock, timeout=1.0) == 0  # and closed
-        assert time.monotonic() - started < 1.0
+            assert drain(sock) == 0
         assert_serves(server)  # from 127.0.0.1, while the 4 are held
     finally:
         for sock in held + excess:
