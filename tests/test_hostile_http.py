@@ -241,3 +241,31 @@ def test_sr19_trusted_proxy_not_capped_per_address() -> None:
 
 def _add(a: int, b: int) -> int:
     return a + b
+
+
+def test_sr17_idle_deadlines_abort_a_peer_that_does_not_read() -> None:
+    """Finding 1: with write_timeout long (30 s), the header and keep-alive deadlines (1 s)
+    must abort a connection whose answer the peer never reads; a polite close() waits for
+    the flush forever, and the connection kept its slot (max_connections 2: 503 for all)."""
+    size = 12_000_000  # more than the kernel's socket buffers take (4 MiB at most here)
+    limits = Limits(
+        header_timeout=1.0,
+        keepalive_timeout=1.0,
+        write_timeout=30.0,
+        max_connections=2,
+        max_response_bytes=16 * 1024 * 1024,
+    )
+    rpc = RPCServer(limits=limits)
+    rpc.method(name="add", public=True)(_add)
+    rpc.method(name="huge", public=True)(_huge)
+    with in_process(ASGIApp(rpc)) as port, connect_from(HOSTILE, port, rcvbuf=4096) as sock:
+        sock.sendall(http_request(request("huge", [size])))
+        time.sleep(1.0 + 2.0)
+        status, _, body = exchange(port, http_request(ADD))
+        assert status == 200  # the slot is free again (before the fix: 503)
+        assert json.loads(body)["result"] == 5
+        assert drain(sock) < size  # the answer was dropped, not delivered late
+
+
+def _huge(size: int) -> str:
+    return "x" * size
