@@ -119,7 +119,8 @@ class DeadlineH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
         if self._over_client_cap():
-            logger.info("refusing a connection: its address holds too many already")
+            # debug, not info: a connect flood must not become a log flood
+            logger.debug("refusing a connection: its address holds too many already")
             self.transport.write(_BUSY)
             self._close()
             return
