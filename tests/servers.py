@@ -145,3 +145,37 @@ def closed_within(sock: socket.socket, seconds: float) -> float:
     except ConnectionResetError:
         pass
     return time.monotonic() - started
+
+
+def connect_from(
+    source: str, port: int, *, timeout: float = 10.0, rcvbuf: int | None = None
+) -> socket.socket:
+    """A connection to 127.0.0.1:``port`` from the loopback address ``source`` (a hostile
+    peer on 127.0.0.2, so that per-address bounds can tell it from the test's own client).
+    ``rcvbuf`` shrinks the receive buffer, so a peer that never reads fills up sooner."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.bind((source, 0))
+        sock.settimeout(timeout)
+        sock.connect(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def drain(sock: socket.socket, timeout: float = 5.0) -> int:
+    """Read until the peer closes (or resets) the connection; the number of bytes read.
+    Fails if the connection is still open and silent after ``timeout`` seconds."""
+    sock.settimeout(timeout)
+    total = 0
+    try:
+        while chunk := sock.recv(1 << 20):
+            total += len(chunk)
+    except TimeoutError:
+        raise AssertionError(f"connection still open after {total} bytes") from None
+    except ConnectionResetError:
+        pass
+    return total

@@ -29,7 +29,7 @@ def test_dispatch_benchmark_smoke() -> None:
 
 def test_adversarial_benchmark_smoke() -> None:
     """adversarial.py answers every hostile input and then serves a normal request."""
-    out = run("benchmarks/adversarial.py", "--runs", "1")
+    out = run("benchmarks/adversarial.py", "--only", "inputs", "--runs", "1")
     assert "FAILED" not in out
     assert out.count("| ok |") == 7
 
@@ -39,3 +39,11 @@ def test_discovery_benchmark_smoke() -> None:
     out = run("benchmarks/discovery.py", "--quick")
     assert "| cached, token (dispatch) |" in out
     assert "| uncached view (generate + encode) |" in out
+
+
+def test_adversarial_attacks_smoke() -> None:
+    """The attack table runs: a served process, a hostile process, a legitimate client."""
+    args = ["--only", "attacks", "--seconds", "1", "--connections", "5", "--attack", "smuggle"]
+    out = run("benchmarks/adversarial.py", *args)
+    assert "| none (quiet) | 100.0% of" in out
+    assert "smuggle: attacker saw" in out

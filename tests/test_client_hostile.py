@@ -12,11 +12,12 @@ import importlib
 import json
 import socket
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
+from fake_servers import loopback_server
 
 from safe_rpc import AsyncClient, Client, InvalidResponse, RemoteError, TransportError
 from safe_rpc._core.framing import encode_frame
@@ -24,39 +25,17 @@ from safe_rpc._core.framing import encode_frame
 Reply = Callable[[bytes], bytes | None]
 
 
-@contextmanager
-def fake_server(reply: Reply, *, http: bool) -> Iterator[str]:
+def fake_server(reply: Reply, *, http: bool) -> AbstractContextManager[str]:
     """Serve scripted answers on 127.0.0.1 until the block ends; yield the URL."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    stop = threading.Event()
 
-    def run() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                try:
-                    request = _read_http(conn) if http else _read_frames(conn)
-                    answer = reply(request)
-                    if answer is not None:
-                        conn.sendall(answer)
-                    stop.wait(1.5)  # keep the connection open (a server that never answers)
-                except OSError:
-                    pass
+    def handle(conn: socket.socket, number: int, stop: threading.Event) -> None:
+        request = _read_http(conn) if http else _read_frames(conn)
+        answer = reply(request)
+        if answer is not None:
+            conn.sendall(answer)
+        stop.wait(1.5)  # keep the connection open (a server that never answers)
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}/" if http else f"tcp://127.0.0.1:{port}"
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    return loopback_server(handle, http=http)
 
 
 def _read_http(conn: socket.socket) -> bytes:
@@ -195,8 +174,9 @@ def test_sr03_error_data_never_selects_or_imports_a_class(monkeypatch: pytest.Mo
     assert not [name for name in imported if name in ("os", "subprocess") or "Popen" in name]
 
 
-def test_known_code_with_invalid_data_is_remote_error() -> None:
-    """A known code whose data fails its Data model is RemoteError, not a half-built class."""
+def test_known_code_with_invalid_data_is_invalid_response() -> None:
+    """A known code whose data fails its Data model is InvalidResponse (the server broke
+    the declared contract), never a half-built class."""
     from pydantic import BaseModel
 
     from safe_rpc import RPCError
@@ -216,7 +196,7 @@ def test_known_code_with_invalid_data_is_remote_error() -> None:
         }
 
     for exc in call_both(answer_with(build), lambda c: c.add(1, 2)):
-        assert type(exc) is RemoteError
+        assert type(exc) is InvalidResponse
 
 
 def test_oversized_answers_refused_before_reading() -> None:

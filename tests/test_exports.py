@@ -33,7 +33,17 @@ FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}
 
 SANS_IO = ("_core/json", "_core/protocol", "_core/registry", "_core/framing", "_core/pipeline",
            "_discovery/openrpc", "_discovery/emit", "_discovery/stubs")  # fmt: skip
-IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "uvicorn", "httpx", "h11", "anyio"}
+IO_MODULES = {
+    "asyncio",
+    "socket",
+    "ssl",
+    "selectors",
+    "uvicorn",
+    "httpx",
+    "httpcore",
+    "h11",
+    "anyio",
+}
 
 
 def test_all_is_exactly_the_public_api() -> None:

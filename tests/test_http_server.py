@@ -344,13 +344,17 @@ def test_sr20_oversized_request_head_refused(server: Server) -> None:
 
 
 def test_sr21_smuggling_shapes_refused(server: Server) -> None:
-    """Content-Length together with Transfer-Encoding, or an unknown coding, is a 400."""
-    for extra in ({"Transfer-Encoding": "chunked"}, {"Transfer-Encoding": "gzip, chunked"}):
+    """Content-Length together with Transfer-Encoding (with a validly chunked body, so the
+    refusal is for the framing itself), or a coding other than chunked: 400 and closed."""
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(ADD), ADD)
+    cases = [
+        {"Content-Length": str(len(chunked)), "Transfer-Encoding": "chunked"},
+        {"Content-Length": "", "Transfer-Encoding": "gzip, chunked"},
+    ]
+    for extra in cases:
         with connect(server.port) as sock:
-            sock.sendall(http_request(ADD, headers=extra))
-            try:
-                status, _, _ = read_response(sock)
-            except ConnectionError:
-                continue
-            assert status == 400
+            sock.sendall(http_request(b"", headers=extra) + chunked)
+            status, headers, _ = read_response(sock)
+            assert status == 400, extra
+            assert headers["connection"] == "close"
     assert_serves(server)

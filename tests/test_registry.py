@@ -501,3 +501,22 @@ def test_unfillable_message_template_falls_back(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.undo()
     reply = answer(rpc, request("add", ["1", 2]))
     assert reply["error"]["data"][0]["msg"] == "Input should be a valid integer"
+
+
+class _Loose(BaseModel):  # a user's model that keeps pydantic's default (extra ignored)
+    x: int
+
+
+def test_sr16_nested_unknown_members_refused_without_changing_the_users_model() -> None:
+    """Unknown members are refused at every depth per call; the user's class itself still
+    ignores extras everywhere else (its config is not mutated)."""
+    rpc = RPCServer()
+
+    @rpc.method(public=True)
+    def take(m: _Loose) -> int:
+        return m.x
+
+    assert error_code(rpc, request("take", [{"x": 1, "__class__": "os.system"}])) == -32602
+    assert answer(rpc, request("take", [{"x": 1}]))["result"] == 1
+    assert _Loose.model_config.get("extra") is None
+    assert _Loose.model_validate({"x": 1, "y": 2}).x == 1

@@ -155,8 +155,16 @@ class ClientProtocol:
         cls = self.errors.get(code)
         if cls is None or cls is RemoteError:
             return RemoteError(code, message[:_MAX_MESSAGE], data)
+        model = cls.Data
+        if model is not None and data is not None:
+            # As strictly as the server validates params (SECURITY.md, SR-16): JSON's view of
+            # types but no "3" for an int, and no unknown members at any depth. Data that
+            # breaks the class's declared contract is the server's fault, not an answer.
+            try:
+                data = model.model_validate_json(dumps_strict(data), strict=True, extra="forbid")
+            except (ValidationError, JSONError):
+                raise InvalidResponse("error data does not fit its class's Data model") from None
         try:
-            return cls(data=data)  # a Data model validates here; nothing is imported
+            return cls(data=data)  # the data is validated; nothing is imported
         except (ValidationError, TypeError, ValueError):
-            # The server sent data its own declared class does not accept.
-            return RemoteError(code, message[:_MAX_MESSAGE], data)
+            raise InvalidResponse("error data does not fit its class") from None

@@ -13,33 +13,18 @@ import asyncio
 import contextlib
 import socket
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Iterator
+import time
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-import httpx
-
-from .._core.errors import (
-    InvalidResponse,
-    RateLimited,
-    RequestTooLarge,
-    RPCError,
-    ServerBusy,
-    TransportError,
-)
+from .._core.errors import InvalidResponse, TransportError
 from .._core.framing import HEADER, encode_frame
 from .._core.json import JSONError, StrictJSON, dumps_strict
 from .._core.protocol import AUTH_METHOD
+from ._http import AsyncHTTPTransport, HTTPTransport
 
 __all__ = ["AsyncHTTPTransport", "AsyncTCPTransport", "HTTPTransport", "TCPTransport", "parse_url"]
 
-#: HTTP statuses whose JSON body is a JSON-RPC answer (errors decided before dispatch).
-_JSON_STATUSES: Final = frozenset({200, 401, 408, 413, 429, 503})
-_STATUS_ERRORS: Final[dict[int, type[RPCError]]] = {
-    413: RequestTooLarge,
-    429: RateLimited,
-    503: ServerBusy,  # uvicorn's own answer past the connection cap is plain text
-}
 _ROUTE_JSON: Final = StrictJSON(max_depth=64, max_object_members=10_000, max_array_items=100_000)
 
 
@@ -54,101 +39,6 @@ def parse_url(url: str) -> tuple[str, str, int]:
 def _auth_frame(token: str) -> bytes:
     message = {"jsonrpc": "2.0", "method": AUTH_METHOD, "params": {"token": token}, "id": 0}
     return encode_frame(dumps_strict(message))
-
-
-def _http_answer(response: httpx.Response, body: bytes) -> bytes | None:
-    if response.status_code == 204:
-        return None
-    media = response.headers.get("content-type", "").split(";")[0].strip()
-    if response.status_code in _JSON_STATUSES and media == "application/json":
-        return body
-    # Statuses that mean the same as a library error code get that class (chosen by the
-    # status, never by the body); anything else is a transport failure.
-    known = _STATUS_ERRORS.get(response.status_code)
-    if known is not None:
-        raise known()
-    raise TransportError(f"the server answered HTTP {response.status_code}")
-
-
-def _check_length(response: httpx.Response, cap: int) -> None:
-    declared = response.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > cap):
-        raise InvalidResponse("response larger than max_response_bytes")
-
-
-def _collect(chunks: Iterator[bytes], cap: int) -> bytes:
-    out = bytearray()
-    for chunk in chunks:
-        out += chunk
-        if len(out) > cap:
-            raise InvalidResponse("response larger than max_response_bytes")
-    return bytes(out)
-
-
-async def _acollect(chunks: AsyncIterator[bytes], cap: int) -> bytes:
-    out = bytearray()
-    async for chunk in chunks:
-        out += chunk
-        if len(out) > cap:
-            raise InvalidResponse("response larger than max_response_bytes")
-    return bytes(out)
-
-
-def _headers(token: str | None) -> dict[str, str]:
-    headers = {"content-type": "application/json"}
-    if token is not None:
-        headers["authorization"] = f"Bearer {token}"
-    return headers
-
-
-class HTTPTransport:
-    """Sync HTTP(S) with keep-alive (one ``httpx.Client``)."""
-
-    def __init__(self, url: str, *, token: str | None, timeout: float, cap: int, ssl: Any) -> None:
-        self.url = url
-        self.cap = cap
-        self._client = httpx.Client(
-            headers=_headers(token), timeout=timeout, verify=ssl if ssl is not None else True
-        )
-
-    def send(self, data: bytes, *, expect: bool, key: int | None) -> bytes | None:
-        try:
-            with self._client.stream("POST", self.url, content=data) as response:
-                _check_length(response, self.cap)
-                body = _collect(response.iter_bytes(), self.cap)
-        except httpx.TimeoutException:
-            raise TransportError("the call timed out") from None
-        except httpx.HTTPError as exc:
-            raise TransportError(f"HTTP transport failed: {type(exc).__name__}") from None
-        return _http_answer(response, body)
-
-    def close(self) -> None:
-        self._client.close()
-
-
-class AsyncHTTPTransport:
-    """Async HTTP(S) with keep-alive (one ``httpx.AsyncClient``)."""
-
-    def __init__(self, url: str, *, token: str | None, timeout: float, cap: int, ssl: Any) -> None:
-        self.url = url
-        self.cap = cap
-        self._client = httpx.AsyncClient(
-            headers=_headers(token), timeout=timeout, verify=ssl if ssl is not None else True
-        )
-
-    async def send(self, data: bytes, *, expect: bool, key: int | None) -> bytes | None:
-        try:
-            async with self._client.stream("POST", self.url, content=data) as response:
-                _check_length(response, self.cap)
-                body = await _acollect(response.aiter_bytes(), self.cap)
-        except httpx.TimeoutException:
-            raise TransportError("the call timed out") from None
-        except httpx.HTTPError as exc:
-            raise TransportError(f"HTTP transport failed: {type(exc).__name__}") from None
-        return _http_answer(response, body)
-
-    async def close(self) -> None:
-        await self._client.aclose()
 
 
 class _TCPSettings:
@@ -170,10 +60,15 @@ class TCPTransport(_TCPSettings):
         self._sock: socket.socket | None = None
 
     def send(self, data: bytes, *, expect: bool, key: int | None) -> bytes | None:
+        # One deadline for the whole call (connect, authenticate, send, the complete answer):
+        # every socket operation gets only the time that is left, so a server dripping a
+        # byte a second cannot stretch the call.
+        deadline = _Deadline(self.timeout)
         try:
-            sock = self._sock or self._connect()
+            sock = self._sock or self._connect(deadline)
+            sock.settimeout(deadline.left())
             sock.sendall(encode_frame(data))
-            return self._read_frame(sock) if expect else None
+            return self._read_frame(sock, deadline) if expect else None
         except TimeoutError:
             self.close()
             raise TransportError("the call timed out") from None
@@ -181,22 +76,24 @@ class TCPTransport(_TCPSettings):
             self.close()
             raise TransportError(f"TCP transport failed: {type(exc).__name__}") from None
 
-    def _connect(self) -> socket.socket:
-        sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+    def _connect(self, deadline: _Deadline) -> socket.socket:
+        sock = socket.create_connection((self.host, self.port), timeout=deadline.left())
         if self.ssl is not None:
+            sock.settimeout(deadline.left())
             sock = self.ssl.wrap_socket(sock, server_hostname=self.host)
         self._sock = sock
         if self.token is not None:
+            sock.settimeout(deadline.left())
             sock.sendall(_auth_frame(self.token))
-            _check_auth(self._read_frame(sock))
+            _check_auth(self._read_frame(sock, deadline))
         return sock
 
-    def _read_frame(self, sock: socket.socket) -> bytes:
-        length = int.from_bytes(_recv_exactly(sock, HEADER), "big")
+    def _read_frame(self, sock: socket.socket, deadline: _Deadline) -> bytes:
+        length = int.from_bytes(_recv_exactly(sock, HEADER, deadline), "big")
         if not 0 < length <= self.cap:  # checked before anything is allocated for it
             self.close()
             raise InvalidResponse("response frame larger than max_response_bytes")
-        return _recv_exactly(sock, length)
+        return _recv_exactly(sock, length, deadline)
 
     def close(self) -> None:
         if self._sock is not None:
@@ -205,9 +102,24 @@ class TCPTransport(_TCPSettings):
             self._sock = None
 
 
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+class _Deadline:
+    __slots__ = ("_at",)
+
+    def __init__(self, seconds: float) -> None:
+        self._at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        """Seconds until the deadline; TimeoutError once it has passed."""
+        left = self._at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        return left
+
+
+def _recv_exactly(sock: socket.socket, size: int, deadline: _Deadline) -> bytes:
     chunks = bytearray()
     while len(chunks) < size:
+        sock.settimeout(deadline.left())
         chunk = sock.recv(min(size - len(chunks), 1 << 16))
         if not chunk:
             raise EOFError
@@ -255,6 +167,11 @@ class AsyncTCPTransport(_TCPSettings):
                     await writer.drain()
                 return await future if future is not None else None
         except TimeoutError:
+            # The connection may hold half a frame (a dripping server) or a late answer
+            # that would match no call: start afresh with the next call.
+            if key is not None:
+                self._forget(key)
+            await self.close()
             raise TransportError("the call timed out") from None
         except (OSError, asyncio.IncompleteReadError) as exc:
             await self.close()
@@ -336,6 +253,9 @@ class AsyncTCPTransport(_TCPSettings):
             with contextlib.suppress(BaseException):
                 await self._reader_task
             self._reader_task = None
+        for future in self._pending.values():  # calls still waiting on this connection
+            if not future.done():
+                future.set_exception(TransportError("the connection was closed"))
 
 
 def _request_ids(data: bytes) -> list[int]:

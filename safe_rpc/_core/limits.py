@@ -72,6 +72,9 @@ class Limits:
     body_timeout: float = 30.0
     #: HTTP: an idle keep-alive connection is closed after this long (uvicorn's default).
     keepalive_timeout: float = 5.0
+    #: HTTP: largest request head (request line and header fields), complete or not; larger
+    #: ones get 431 (h11's own cap on an incomplete head; Go allows 1 MiB, nginx 4 x 8 KiB).
+    max_header_bytes: int = 16 * KiB
 
     # -- TCP transport ------------------------------------------------------------------------
     #: Largest frame accepted before the connection has authenticated: enough for one
@@ -83,12 +86,22 @@ class Limits:
     tcp_frame_timeout: float = 30.0
     #: An authenticated connection that sends nothing for this long is closed.
     tcp_idle_timeout: float = 120.0
-    #: A peer that does not read its responses is cut off after this long (SR-29).
+    #: A peer that does not read its responses is cut off after this long (SR-29): on TCP,
+    #: and on HTTP once a response stops draining (the write buffer over its high-water mark)
+    #: or a closing connection still holds unsent bytes.
     write_timeout: float = 30.0
 
     # -- concurrency ----------------------------------------------------------------------------
     #: Open connections per process, per transport; past it HTTP answers 503 and TCP closes.
     max_connections: int = 100
+    #: HTTP: open connections from one peer address (the socket's, not X-Forwarded-For) per
+    #: process; past it the new connection gets 503 and is closed at once. Below
+    #: ``max_connections`` so that one source cannot take every slot (100 silent sockets
+    #: from one host locked everyone out until the header deadline); 16 still covers a
+    #: browser's 6 connections per host or a pooled client behind one NAT address. The
+    #: app's ``trusted_proxies`` are not capped; behind a proxy the app does not trust,
+    #: raise it (a value above ``max_connections`` has no effect).
+    max_connections_per_client: int = 16
     #: Calls running at once on one TCP connection (pipelining) before the server stops
     #: reading from it (websockets' ``max_queue``).
     max_inflight_per_connection: int = 16

@@ -135,13 +135,17 @@ class MethodSpec:
                 # Only JSON's own types in the model: strict Python mode accepts and refuses
                 # exactly what strict JSON mode does, without re-encoding the params
                 # (tests/test_registry_native.py checks the two agree).
-                return self.args_adapter.validate_python(named, strict=True)  # type: ignore[no-any-return]
+                return self.args_adapter.validate_python(  # type: ignore[no-any-return]
+                    named, strict=True, extra="forbid"
+                )
             # Validate in pydantic's strict *JSON* mode: it has JSON's view of types (an ISO
             # string is a datetime, a string is a UUID) and still refuses "12" for an int.
-            # strict=True here, not only in the config: the config does not reach nested
-            # models (a `Point` param would take {"x": "1"} or {"x": true} otherwise, SR-16).
+            # strict=True and extra="forbid" here, not only in the config: the config does
+            # not reach nested models, dataclasses or TypedDicts (a `Point` param would take
+            # {"x": "1"} or {"x": true}, and drop {"__class__": ...} silently, SR-16). Per call
+            # they apply at every depth without touching the user's classes.
             return self.args_adapter.validate_json(  # type: ignore[no-any-return]
-                dumps_strict(named), strict=True
+                dumps_strict(named), strict=True, extra="forbid"
             )
         except ValidationError as exc:
             raise InvalidParams(data=self._describe(exc)) from None
