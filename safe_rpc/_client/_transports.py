@@ -14,10 +14,8 @@ import contextlib
 import socket
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
-
-import httpx
 
 from .._core.errors import (
     InvalidResponse,
@@ -30,6 +28,9 @@ from .._core.errors import (
 from .._core.framing import HEADER, encode_frame
 from .._core.json import JSONError, StrictJSON, dumps_strict
 from .._core.protocol import AUTH_METHOD
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["AsyncHTTPTransport", "AsyncTCPTransport", "HTTPTransport", "TCPTransport", "parse_url"]
 
@@ -105,6 +106,8 @@ class HTTPTransport:
     """Sync HTTP(S) with keep-alive (one ``httpx.Client``)."""
 
     def __init__(self, url: str, *, token: str | None, timeout: float, cap: int, ssl: Any) -> None:
+        import httpx
+
         self.url = url
         self.cap = cap
         self._client = httpx.Client(
@@ -112,6 +115,8 @@ class HTTPTransport:
         )
 
     def send(self, data: bytes, *, expect: bool, key: int | None) -> bytes | None:
+        import httpx  # loaded by __init__ already: a dictionary look-up
+
         try:
             with self._client.stream("POST", self.url, content=data) as response:
                 _check_length(response, self.cap)
@@ -130,6 +135,8 @@ class AsyncHTTPTransport:
     """Async HTTP(S) with keep-alive (one ``httpx.AsyncClient``)."""
 
     def __init__(self, url: str, *, token: str | None, timeout: float, cap: int, ssl: Any) -> None:
+        import httpx
+
         self.url = url
         self.cap = cap
         self._client = httpx.AsyncClient(
@@ -137,6 +144,8 @@ class AsyncHTTPTransport:
         )
 
     async def send(self, data: bytes, *, expect: bool, key: int | None) -> bytes | None:
+        import httpx  # loaded by __init__ already: a dictionary look-up
+
         try:
             async with self._client.stream("POST", self.url, content=data) as response:
                 _check_length(response, self.cap)
