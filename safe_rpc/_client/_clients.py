@@ -9,17 +9,24 @@ from __future__ import annotations
 import ssl as ssl_module
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from .._core.errors import ErrorRegistry, RPCError
+from ._interface import AsyncTransport, Transport, TransportFactory
 from ._protocol import Call, ClientProtocol, Outcome, make_params
 from ._transports import AsyncHTTPTransport, AsyncTCPTransport, HTTPTransport, TCPTransport
 
 __all__ = ["AsyncBatch", "AsyncClient", "BatchFuture", "Client", "SyncBatch"]
 
 DEFAULT_MAX_RESPONSE: Final = 4 * 1024 * 1024
-_SYNC = {"http": HTTPTransport, "https": HTTPTransport, "tcp": TCPTransport, "tls": TCPTransport}
-_ASYNC = {
+# URL scheme -> transport; a new transport adds its schemes here.
+_SYNC: Final[dict[str, TransportFactory[Transport]]] = {
+    "http": HTTPTransport,
+    "https": HTTPTransport,
+    "tcp": TCPTransport,
+    "tls": TCPTransport,
+}
+_ASYNC: Final[dict[str, TransportFactory[AsyncTransport]]] = {
     "http": AsyncHTTPTransport,
     "https": AsyncHTTPTransport,
     "tcp": AsyncTCPTransport,
@@ -116,7 +123,7 @@ class _BatchBuilder:
 class SyncBatch(_BatchBuilder):
     """Collects calls; sends them as one batch when the ``with`` block ends."""
 
-    def __init__(self, protocol: ClientProtocol, transport: Any) -> None:
+    def __init__(self, protocol: ClientProtocol, transport: Transport) -> None:
         super().__init__(protocol)
         self._transport = transport
 
@@ -132,7 +139,7 @@ class SyncBatch(_BatchBuilder):
 class AsyncBatch(_BatchBuilder):
     """Collects calls; sends them as one batch when the ``async with`` block ends."""
 
-    def __init__(self, protocol: ClientProtocol, transport: Any) -> None:
+    def __init__(self, protocol: ClientProtocol, transport: AsyncTransport) -> None:
         super().__init__(protocol)
         self._transport = transport
 
@@ -145,9 +152,10 @@ class AsyncBatch(_BatchBuilder):
             self._settle(await self._transport.send(data, expect=expect, key=key))
 
 
-class _ClientBase:
-    _transports: dict[str, Any]
+_T = TypeVar("_T", Transport, AsyncTransport)
 
+
+class _ClientBase(Generic[_T]):
     def __init__(
         self,
         url: str,
@@ -160,9 +168,12 @@ class _ClientBase:
     ) -> None:
         self.url = url
         self._protocol = ClientProtocol(max_response_bytes=max_response_bytes, errors=errors)
-        self._transport = self._transports[_scheme(url)](
+        self._transport: _T = self._factory(_scheme(url))(
             url, token=token, timeout=timeout, cap=max_response_bytes, ssl=ssl
         )
+
+    def _factory(self, scheme: str) -> TransportFactory[_T]:
+        raise NotImplementedError
 
     def __getattr__(self, name: str) -> _Proxy:
         # Only names that are not attributes of the client reach here; private and dunder
@@ -184,7 +195,7 @@ class _ClientBase:
         return call, self._protocol.encode([call], batch=False)
 
 
-class Client(_ClientBase):
+class Client(_ClientBase[Transport]):
     """A synchronous JSON-RPC client over ``http``, ``https``, ``tcp`` or ``tls`` URLs.
 
     Example:
@@ -203,7 +214,8 @@ class Client(_ClientBase):
         TransportError: I/O failure or timeout; ``InvalidResponse`` for a broken answer.
     """
 
-    _transports = _SYNC
+    def _factory(self, scheme: str) -> TransportFactory[Transport]:
+        return _SYNC[scheme]
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``method`` with positional or named arguments; return its result."""
@@ -232,7 +244,7 @@ class Client(_ClientBase):
         self.close()
 
 
-class AsyncClient(_ClientBase):
+class AsyncClient(_ClientBase[AsyncTransport]):
     """The asyncio twin of ``Client``: same methods, awaited; ``aclose()`` to close.
 
     Over ``tcp``/``tls`` it keeps one connection and runs concurrent calls on it, matching
@@ -245,7 +257,8 @@ class AsyncClient(_ClientBase):
         ```
     """
 
-    _transports = _ASYNC
+    def _factory(self, scheme: str) -> TransportFactory[AsyncTransport]:
+        return _ASYNC[scheme]
 
     async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``method``; return its result."""

@@ -1,4 +1,5 @@
-"""Client transports: move request bytes out and response bytes back, nothing more.
+"""Client transports (the ``Transport`` / ``AsyncTransport`` interface of ``_interface``):
+move request bytes out and response bytes back, nothing more.
 
 Each one enforces the response size cap while reading (a length prefix or Content-Length
 is checked before the body is read) and turns every I/O failure and timeout into
@@ -102,80 +103,100 @@ def _headers(token: str | None) -> dict[str, str]:
     return headers
 
 
-class HTTPTransport:
+class _Settings:
+    """What every transport is made with (the ``TransportFactory`` signature)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None,
+        timeout: float,
+        cap: int,
+        ssl: ssl_module.SSLContext | None,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.timeout = timeout
+        self.cap = cap
+        self.ssl = ssl
+        self._start()
+
+    def _start(self) -> None:
+        """Per-transport set-up, once the settings are stored."""
+
+
+@contextlib.contextmanager
+def _http_failures() -> Iterator[None]:
+    import httpx  # the transport's constructor loaded it: a dictionary look-up
+
+    try:
+        yield
+    except httpx.TimeoutException:
+        raise TransportError("the call timed out") from None
+    except httpx.HTTPError as exc:
+        raise TransportError(f"HTTP transport failed: {type(exc).__name__}") from None
+
+
+class _HTTPSettings(_Settings):
+    def _options(self) -> dict[str, Any]:
+        verify = self.ssl if self.ssl is not None else True
+        return {"headers": _headers(self.token), "timeout": self.timeout, "verify": verify}
+
+
+class HTTPTransport(_HTTPSettings):
     """Sync HTTP(S) with keep-alive (one ``httpx.Client``)."""
 
-    def __init__(self, url: str, *, token: str | None, timeout: float, cap: int, ssl: Any) -> None:
+    def _start(self) -> None:
         import httpx
 
-        self.url = url
-        self.cap = cap
-        self._client = httpx.Client(
-            headers=_headers(token), timeout=timeout, verify=ssl if ssl is not None else True
-        )
+        self._client = httpx.Client(**self._options())
 
     def send(self, data: bytes, *, expect: bool, key: int | None) -> bytes | None:
-        import httpx  # loaded by __init__ already: a dictionary look-up
-
-        try:
-            with self._client.stream("POST", self.url, content=data) as response:
-                _check_length(response, self.cap)
-                body = _collect(response.iter_bytes(), self.cap)
-        except httpx.TimeoutException:
-            raise TransportError("the call timed out") from None
-        except httpx.HTTPError as exc:
-            raise TransportError(f"HTTP transport failed: {type(exc).__name__}") from None
+        with (
+            _http_failures(),
+            self._client.stream("POST", self.url, content=data) as response,
+        ):
+            _check_length(response, self.cap)
+            body = _collect(response.iter_bytes(), self.cap)
         return _http_answer(response, body)
 
     def close(self) -> None:
         self._client.close()
 
 
-class AsyncHTTPTransport:
+class AsyncHTTPTransport(_HTTPSettings):
     """Async HTTP(S) with keep-alive (one ``httpx.AsyncClient``)."""
 
-    def __init__(self, url: str, *, token: str | None, timeout: float, cap: int, ssl: Any) -> None:
+    def _start(self) -> None:
         import httpx
 
-        self.url = url
-        self.cap = cap
-        self._client = httpx.AsyncClient(
-            headers=_headers(token), timeout=timeout, verify=ssl if ssl is not None else True
-        )
+        self._client = httpx.AsyncClient(**self._options())
 
     async def send(self, data: bytes, *, expect: bool, key: int | None) -> bytes | None:
-        import httpx  # loaded by __init__ already: a dictionary look-up
-
-        try:
+        with _http_failures():
             async with self._client.stream("POST", self.url, content=data) as response:
                 _check_length(response, self.cap)
                 body = await _acollect(response.aiter_bytes(), self.cap)
-        except httpx.TimeoutException:
-            raise TransportError("the call timed out") from None
-        except httpx.HTTPError as exc:
-            raise TransportError(f"HTTP transport failed: {type(exc).__name__}") from None
         return _http_answer(response, body)
 
     async def close(self) -> None:
         await self._client.aclose()
 
 
-class _TCPSettings:
+class _TCPSettings(_Settings):
     """Where and how to connect: shared by the sync and the async TCP transports."""
 
-    def __init__(self, url: str, *, token: str | None, timeout: float, cap: int, ssl: Any) -> None:
-        scheme, self.host, self.port = parse_url(url)
-        self.token = token
-        self.timeout = timeout
-        self.cap = cap
-        self.ssl = (ssl or ssl_module.create_default_context()) if scheme == "tls" else None
+    def _start(self) -> None:
+        scheme, self.host, self.port = parse_url(self.url)
+        self.ssl = (self.ssl or ssl_module.create_default_context()) if scheme == "tls" else None
 
 
 class TCPTransport(_TCPSettings):
     """Sync framed TCP (or TLS): one persistent connection, one message at a time."""
 
-    def __init__(self, url: str, *, token: str | None, timeout: float, cap: int, ssl: Any) -> None:
-        super().__init__(url, token=token, timeout=timeout, cap=cap, ssl=ssl)
+    def _start(self) -> None:
+        super()._start()
         self._sock: socket.socket | None = None
 
     def send(self, data: bytes, *, expect: bool, key: int | None) -> bytes | None:
@@ -240,8 +261,8 @@ def _check_auth(raw: bytes) -> None:
 class AsyncTCPTransport(_TCPSettings):
     """Async framed TCP (or TLS): one persistent connection, concurrent calls matched by id."""
 
-    def __init__(self, url: str, *, token: str | None, timeout: float, cap: int, ssl: Any) -> None:
-        super().__init__(url, token=token, timeout=timeout, cap=cap, ssl=ssl)
+    def _start(self) -> None:
+        super()._start()
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[bytes]] = {}
