@@ -217,8 +217,12 @@ class TCPTransport(_TCPSettings):
             sock = self.ssl.wrap_socket(sock, server_hostname=self.host)
         self._sock = sock
         if self.token is not None:
-            sock.sendall(_auth_frame(self.token))
-            _check_auth(self._read_frame(sock))
+            try:
+                sock.sendall(_auth_frame(self.token))
+                _check_auth(self._read_frame(sock))
+            except BaseException:
+                self.close()  # never keep a connection that did not authenticate
+                raise
         return sock
 
     def _read_frame(self, sock: socket.socket) -> bytes:
@@ -306,9 +310,15 @@ class AsyncTCPTransport(_TCPSettings):
                 self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.ssl else None
             )
             if self.token is not None:
-                writer.write(_auth_frame(self.token))
-                await writer.drain()
-                _check_auth(await self._read_frame(reader))
+                try:
+                    writer.write(_auth_frame(self.token))
+                    await writer.drain()
+                    _check_auth(await self._read_frame(reader))
+                except BaseException:
+                    writer.close()  # never keep a connection that did not authenticate
+                    with contextlib.suppress(Exception):
+                        await writer.wait_closed()
+                    raise
             self._writer = writer
             self._reader_task = asyncio.create_task(self._read_loop(reader))
             return writer
