@@ -11,7 +11,7 @@ Oracle:
     ``expected_answers(data)`` decides from the bytes alone, independently of safe_rpc's
     parser and envelope code, whether a response is due and how many entries it holds.
     ``check_answer(data, raw)`` asserts a response is what the oracle expects: schema-valid,
-    codes only from SPEC section 4, fixed messages, no caller input echoed beyond the id.
+    codes only from the library's error table, fixed messages, no caller input echoed beyond the id.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ read from) through rpc.dispatch, one test per file.
 * ``n_`` files (must be rejected by any JSON parser): -32700.
 * ``y_`` files (valid JSON, but none is a JSON-RPC request): an Invalid Request answer, one
   -32600, or one per element for a non-empty array; except the files in
-  ``STRICTNESS_REJECTS``, which break a strictness rule of SPEC section 3 and get -32700.
+  ``STRICTNESS_REJECTS``, which break a strictness rule of the parser (I-JSON, RFC 7493)
+  and get -32700.
 * ``i_`` files (implementation-defined): -32700 or an Invalid Request answer, never a crash.
 """
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from safe_rpc import FailedAuthLimiter
+from safe_rpc import ConfigError, FailedAuthLimiter
 
 
 class Clock:
@@ -53,6 +53,6 @@ def test_sr40_memory_is_bounded_by_max_sources() -> None:
 
 @pytest.mark.parametrize(("per_minute", "max_sources"), [(0, 10), (10, 0)])
 def test_bad_settings_are_refused(per_minute: int, max_sources: int) -> None:
-    """A non-positive setting is refused at construction."""
-    with pytest.raises(ValueError, match="must be positive"):
+    """A non-positive setting is a ConfigError at construction."""
+    with pytest.raises(ConfigError, match="must be positive"):
         FailedAuthLimiter(per_minute, max_sources=max_sources)

@@ -11,14 +11,16 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar
 
-from .._core.errors import ErrorRegistry, RPCError
+from .._core.errors import ConfigError, ErrorRegistry, RPCError
+from .._core.limits import Limits
 from ._interface import AsyncTransport, Transport, TransportFactory
 from ._protocol import Call, ClientProtocol, Outcome, make_params
 from ._transports import AsyncHTTPTransport, AsyncTCPTransport, HTTPTransport, TCPTransport
 
 __all__ = ["AsyncBatch", "AsyncClient", "BatchFuture", "Client", "SyncBatch"]
 
-DEFAULT_MAX_RESPONSE: Final = 4 * 1024 * 1024
+#: The server's own response cap is the client's default: one number for both sides.
+DEFAULT_MAX_RESPONSE: Final = Limits().max_response_bytes
 # URL scheme -> transport; a new transport adds its schemes here.
 _SYNC: Final[dict[str, TransportFactory[Transport]]] = {
     "http": HTTPTransport,
@@ -37,7 +39,7 @@ _ASYNC: Final[dict[str, TransportFactory[AsyncTransport]]] = {
 def _scheme(url: str) -> str:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in _SYNC:
-        raise ValueError(f"{url!r}: the URL must start with http://, https://, tcp:// or tls://")
+        raise ConfigError(f"{url!r}: the URL must start with http://, https://, tcp:// or tls://")
     return scheme
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from .._core.errors import (
+    ConfigError,
     InvalidResponse,
     RateLimited,
     RequestTooLarge,
@@ -27,7 +28,8 @@ from .._core.errors import (
     TransportError,
 )
 from .._core.framing import HEADER, encode_frame
-from .._core.json import JSONError, StrictJSON, dumps_strict
+from .._core.json import JSONError, dumps_strict
+from .._core.limits import CLIENT_JSON
 from .._core.protocol import AUTH_METHOD
 
 if TYPE_CHECKING:
@@ -42,15 +44,18 @@ _STATUS_ERRORS: Final[dict[int, type[RPCError]]] = {
     429: RateLimited,
     503: ServerBusy,  # uvicorn's own answer past the connection cap is plain text
 }
-_ROUTE_JSON: Final = StrictJSON(max_depth=64, max_object_members=10_000, max_array_items=100_000)
 
 
 def parse_url(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) of a ``tcp://`` or ``tls://`` URL."""
     parts = urlsplit(url)
-    if not parts.hostname or parts.port is None:
-        raise ValueError(f"{url!r} needs a host and a port, e.g. tcp://127.0.0.1:9000")
-    return parts.scheme, parts.hostname, parts.port
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = None
+    if not parts.hostname or port is None:
+        raise ConfigError(f"{url!r} needs a host and a port, e.g. tcp://127.0.0.1:9000")
+    return parts.scheme, parts.hostname, port
 
 
 def _auth_frame(token: str) -> bytes:
@@ -253,7 +258,7 @@ def _check_auth(raw: bytes) -> None:
     from ._protocol import ClientProtocol
 
     try:
-        answer = _ROUTE_JSON.loads(raw)
+        answer = CLIENT_JSON.loads(raw)
     except JSONError:
         raise InvalidResponse("authentication answer is not strict JSON") from None
     if type(answer) is dict and "error" in answer:
@@ -353,7 +358,7 @@ class AsyncTCPTransport(_TCPSettings):
 
     def _key_of(self, raw: bytes) -> int | None:
         try:
-            value = _ROUTE_JSON.loads(raw)
+            value = CLIENT_JSON.loads(raw)
         except JSONError:
             value = None
         entries = value if type(value) is list else [value]
@@ -379,6 +384,6 @@ class AsyncTCPTransport(_TCPSettings):
 
 
 def _request_ids(data: bytes) -> list[int]:
-    value = _ROUTE_JSON.loads(data)  # our own encoding: always valid
+    value = CLIENT_JSON.loads(data)  # our own encoding: always valid
     entries = value if type(value) is list else [value]
     return [e["id"] for e in entries if "id" in e]
