@@ -24,6 +24,7 @@ EXPECTED_PUBLIC = {
     "RPCError", "RPCServer", "RateLimited", "RegistrationError", "RemoteError",
     "RequestTimeout", "RequestTooLarge", "ResponseTooLarge", "ServerBusy", "TransportError",
     "Unauthenticated", "__version__", "load_schema", "serve",
+    "ASGIApp", "Authenticator", "TCPServer",
 }  # fmt: skip
 
 FORBIDDEN_MODULES = {"pickle", "cPickle", "_pickle", "marshal", "shelve", "dill", "cloudpickle"}
