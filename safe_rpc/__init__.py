@@ -11,6 +11,7 @@ The public API is exactly what this module exports; every other module is privat
 from ._auth.limiter import FailedAuthLimiter
 from ._auth.tokens import Keyring
 from ._client import AsyncClient, BatchFuture, Client
+from ._core.authn import Authenticator
 from ._core.context import Context, Principal
 from ._core.errors import (
     DEFAULT_ERRORS,
@@ -43,6 +44,8 @@ from ._core.schemas import load_schema
 from ._discovery.stubs import StubError, generate_stubs
 from ._server.server import RPCServer
 from ._serving import serve
+from ._transports.http import ASGIApp
+from ._transports.tcp import TCPServer
 from ._version import __version__
 
 __all__ = [
@@ -55,6 +58,10 @@ __all__ = [
     "RPCServer",
     "load_schema",
     "serve",
+    # transports and the authenticator interface (for mounting and custom credentials)
+    "ASGIApp",
+    "Authenticator",
+    "TCPServer",
     # clients
     "AsyncClient",
     "BatchFuture",

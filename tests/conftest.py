@@ -32,3 +32,14 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile("long" if os.environ.get("SAFE_RPC_FUZZ") == "long" else "ci")
+
+
+def pytest_sessionstart(session: object) -> None:
+    """In CI a missing third-party corpus fails the run: its tests must run, not skip."""
+    from corpora import missing_in_ci
+
+    missing = missing_in_ci()
+    if missing:
+        import pytest
+
+        pytest.exit("CI needs every corpus (tests/corpora.py):\n" + "\n".join(missing), 1)

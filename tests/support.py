@@ -9,7 +9,7 @@ from safe_rpc._core.schemas import validate
 
 __all__ = ["KNOWN_CODES", "check_response", "request"]
 
-#: Every error code the library itself may put on the wire (SPEC section 4).
+#: Every error code the library itself may put on the wire (README: Errors).
 KNOWN_CODES = frozenset(
     {-32700, -32600, -32601, -32602, -32603, -32001, -32002, -32003, -32004, -32007, -32008,
      -32009, -32010}

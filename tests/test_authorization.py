@@ -1,4 +1,4 @@
-"""Authorisation in the dispatcher (issue 3, SPEC section 6, SR-39)."""
+"""Authorisation in the dispatcher (issue 3, SR-39)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Client and AsyncClient against real HTTP and TCP servers (issue 5, SPEC section 9)."""
+"""Client and AsyncClient against real HTTP and TCP servers (issue 5, README: The clients)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from servers import Server, serve
 from safe_rpc import (
     AsyncClient,
     Client,
+    ConfigError,
     InvalidParams,
     RemoteError,
     TransportError,
@@ -126,6 +127,9 @@ def test_client_argument_errors() -> None:
         Client("ftp://x")
     with pytest.raises(ValueError, match="port"):
         Client("tcp://127.0.0.1")
+    for url in ("tcp://127.0.0.1:99999", "tls://127.0.0.1:port"):  # urllib's ValueError
+        with pytest.raises(ConfigError, match="port"):
+            Client(url)
     with Client("http://127.0.0.1:9/") as c:
         with pytest.raises(TypeError, match="position or by name"):
             c.add(1, b=2)

@@ -1,5 +1,6 @@
-"""The dispatcher (SPEC section 3): one pipeline driven sync or async, notifications, batches,
-where handlers run, deadlines, the in-flight cap, the Context and what is logged."""
+"""The dispatcher (JSON-RPC 2.0 sections 4 to 6): one pipeline driven sync or async,
+notifications, batches, where handlers run, deadlines, the in-flight cap, the Context and
+what is logged."""
 
 from __future__ import annotations
 

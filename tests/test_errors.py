@@ -1,10 +1,11 @@
-"""The error model (SPEC section 4): the exception tree, codes as class attributes, the
-code -> class registry, and what a handler's error puts on the wire."""
+"""The error model (README: Errors; JSON-RPC 2.0 section 5.1): the exception tree, codes as
+class attributes, the code -> class registry, and what a handler's error puts on the wire."""
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -48,7 +49,7 @@ TABLE = [
 def test_library_errors_have_class_codes_and_fixed_messages(
     code: int, name: str, message: str, parent: type[RPCError]
 ) -> None:
-    """Each class of the SPEC table has its code and message as class attributes."""
+    """Each class of the error table has its code and message as class attributes."""
     cls: type[RPCError] = getattr(safe_rpc, name)
     assert cls.__dict__["code"] == code
     assert cls.message == message
@@ -267,3 +268,28 @@ def test_remote_error_carries_what_was_received() -> None:
     assert str(error) == "[-32099] 'bad\\x1b[31m'"
     assert RemoteError.code == 0
     assert error.data_for_wire() == {"k": 1}
+
+
+def test_configuration_mistakes_are_config_errors_and_value_errors() -> None:
+    """Every configuration mistake raises ConfigError, which is also a ValueError (so code
+    that caught ValueError keeps working, and the CLI's one ConfigError catch sees all)."""
+    from safe_rpc import Client, ConfigError, FailedAuthLimiter, Keyring, Limits, RPCServer
+    from safe_rpc._transports.http import ASGIApp
+
+    keyring = Keyring.generate(audience="calc")
+    mistakes: list[Callable[[], object]] = [
+        lambda: Limits(max_batch=0),
+        lambda: Limits(max_depth=129),
+        lambda: FailedAuthLimiter(0),
+        lambda: keyring.issue("", ["a"]),
+        lambda: keyring.issue("alice", ["has space"]),
+        lambda: keyring.issue("alice", ttl=0),
+        lambda: ASGIApp(RPCServer(), cors_origins=["*"]),
+        lambda: Client("ftp://example.invalid/"),
+        lambda: Client("tcp://127.0.0.1"),
+    ]
+    for mistake in mistakes:
+        with pytest.raises(ConfigError) as info:
+            mistake()
+        assert isinstance(info.value, ValueError)
+        assert str(info.value)  # says what to fix

@@ -12,9 +12,10 @@ import math
 from typing import Any
 
 import pytest
+from corpora import JSONTESTSUITE
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import LIMITS, corpus_files, hostile_messages, json_values, reference_parse
+from strategies import LIMITS, hostile_messages, json_values, reference_parse
 
 from safe_rpc._core.json import JSONError, StrictJSON, dumps_strict
 
@@ -70,7 +71,7 @@ def test_parser_agrees_on_random_bytes(data: bytes) -> None:
     _agree(data)
 
 
-@pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", JSONTESTSUITE.params("test_parsing"))
 def test_parser_agrees_on_json_test_suite(path: Any) -> None:
     """Every JSONTestSuite file: same decision and value as the reference parser."""
     _agree(path.read_bytes())

@@ -12,16 +12,15 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from corpora import JSONTESTSUITE
 from servers import Server, closed_within, connect, exchange, http_request, read_response, serve
 from support import check_response
 from tokens_support import b64
 
 from safe_rpc import Keyring
 
-CORPUS = Path(__file__).parent / "data" / "JSONTestSuite" / "test_parsing"
 ADD = b'{"jsonrpc":"2.0","method":"add","params":[2,3],"id":1}'
 RING = Keyring({"test": b"t" * 32}, audience="tests")
 
@@ -283,7 +282,7 @@ def test_json_test_suite_files_over_one_connection(server: Server) -> None:
     """Every JSONTestSuite file as an HTTP body: a JSON-RPC answer, never a 500 or a drop."""
     sock = connect(server.port)
     try:
-        for path in sorted(CORPUS.iterdir()):
+        for path in sorted((JSONTESTSUITE.require() / "test_parsing").iterdir()):
             sock.sendall(http_request(path.read_bytes()))
             status, _, body = read_response(sock)
             assert status == 200, path.name

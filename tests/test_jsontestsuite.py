@@ -1,10 +1,11 @@
-"""The JSONTestSuite corpus (tests/data/JSONTestSuite, MIT) through rpc.dispatch, one test
-per file, as SPEC section 10 says.
+"""The JSONTestSuite corpus (MIT; not in the repository: tests/corpora.py says where it is
+read from) through rpc.dispatch, one test per file.
 
 * ``n_`` files (must be rejected by any JSON parser): -32700.
 * ``y_`` files (valid JSON, but none is a JSON-RPC request): an Invalid Request answer, one
   -32600, or one per element for a non-empty array; except the files in
-  ``STRICTNESS_REJECTS``, which break a strictness rule of SPEC section 3 and get -32700.
+  ``STRICTNESS_REJECTS``, which break a strictness rule of the parser (I-JSON, RFC 7493)
+  and get -32700.
 * ``i_`` files (implementation-defined): -32700 or an Invalid Request answer, never a crash.
 """
 
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from cases import spec_server
+from corpora import JSONTESTSUITE
 from support import check_response
 
-CORPUS = Path(__file__).parent / "data" / "JSONTestSuite" / "test_parsing"
 RPC = spec_server()
 
 #: Valid JSON that safe_rpc refuses on purpose (I-JSON, RFC 7493): duplicate member names.
@@ -26,8 +27,8 @@ STRICTNESS_REJECTS = frozenset(
 )
 
 
-def files(prefix: str) -> list[Path]:
-    return sorted(p for p in CORPUS.iterdir() if p.name.startswith(prefix))
+def files(prefix: str) -> list[object]:
+    return JSONTESTSUITE.params("test_parsing", prefix)
 
 
 def codes(raw: bytes | None) -> list[int]:
@@ -37,18 +38,19 @@ def codes(raw: bytes | None) -> list[int]:
 
 
 def test_corpus_is_complete() -> None:
-    """The copy holds the 318 files of the upstream corpus, with its licence."""
-    assert len(list(CORPUS.iterdir())) == 318
-    assert (CORPUS.parent / "LICENSE").is_file()
+    """The corpus read holds the 318 files of the upstream test_parsing/, with its licence."""
+    corpus = JSONTESTSUITE.require()
+    assert len(list((corpus / "test_parsing").iterdir())) == 318
+    assert (corpus / "LICENSE").is_file()
 
 
-@pytest.mark.parametrize("path", files("n_"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", files("n_"))
 def test_n_files_are_parse_errors(path: Path) -> None:
     """Invalid JSON is -32700."""
     assert codes(RPC.dispatch(path.read_bytes())) == [-32700]
 
 
-@pytest.mark.parametrize("path", files("y_"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", files("y_"))
 def test_y_files_are_invalid_requests(path: Path) -> None:
     """Valid JSON that is not a request is -32600 (per element for a non-empty array)."""
     got = codes(RPC.dispatch(path.read_bytes()))
@@ -60,7 +62,7 @@ def test_y_files_are_invalid_requests(path: Path) -> None:
     assert got == [-32600] * expected
 
 
-@pytest.mark.parametrize("path", files("i_"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", files("i_"))
 def test_i_files_never_crash(path: Path) -> None:
     """Implementation-defined inputs get -32700 or an Invalid Request answer."""
     got = codes(RPC.dispatch(path.read_bytes()))

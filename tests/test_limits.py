@@ -1,4 +1,4 @@
-"""``Limits`` (SPEC section 7): every field validated at construction, and each limit the
+"""``Limits`` (README: Limits): every field validated at construction, and each limit the
 core enforces shown holding, before the work it bounds."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from safe_rpc._core.json import JSONError, StrictJSON
 FIELDS = [f.name for f in dataclasses.fields(Limits)]
 INT_FIELDS = [f.name for f in dataclasses.fields(Limits) if f.type == "int"]
 
-SPEC_DEFAULTS = {
+DOCUMENTED_DEFAULTS = {
     "max_request_bytes": 1024 * 1024,
     "max_response_bytes": 4 * 1024 * 1024,
     "max_batch": 100,
@@ -40,11 +40,11 @@ SPEC_DEFAULTS = {
 
 
 def test_defaults_are_the_spec_values() -> None:
-    """Every default named in SPEC section 7 has its documented value."""
+    """Every default the README's Limits table names has its documented value."""
     limits = Limits()
-    for name, value in SPEC_DEFAULTS.items():
+    for name, value in DOCUMENTED_DEFAULTS.items():
         assert getattr(limits, name) == value, name
-    assert set(SPEC_DEFAULTS) <= set(FIELDS)
+    assert set(DOCUMENTED_DEFAULTS) <= set(FIELDS)
 
 
 def test_limits_are_frozen() -> None:

@@ -24,7 +24,7 @@ def test_readme_has_quickstart_lines_matching_ci() -> None:
     """The Quickstart test line is exactly the one .ci/run runs."""
     text = README.read_text(encoding="utf-8")
     ci = (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    test_line = 'python -m pip install ".[test]" && pytest'
+    test_line = 'python -m pip install ".[test]" && pytest --cov'
     assert f"```sh\n{test_line}\n```" in text
     assert f"\n{test_line}\n" in ci
     assert "```sh\npython -m pip install . && python -m examples.quickstart\n```" in text

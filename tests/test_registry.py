@@ -1,5 +1,6 @@
-"""Registration (SPEC section 2): decorator forms, name rules, signature rules, the strict
-argument model, Context injection and results serialised through the return annotation."""
+"""Registration (README: Registering functions): decorator forms, name rules, signature
+rules, the strict argument model, Context injection and results serialised through the
+return annotation."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from pydantic import BaseModel, Field
 from support import request
 
 from safe_rpc import Context, RegistrationError, RPCServer
-from safe_rpc._core.registry import check_method_name
+from safe_rpc._core import registry
+from safe_rpc._core.registry import _safe_message, check_method_name
 
 
 def test_bare_decorator_registers_under_function_name_and_returns_it() -> None:
@@ -520,3 +522,23 @@ def test_sr16_nested_unknown_members_refused_without_changing_the_users_model() 
     assert answer(rpc, request("take", [{"x": 1}]))["result"] == 1
     assert _Loose.model_config.get("extra") is None
     assert _Loose.model_validate({"x": 1, "y": 2}).x == 1
+
+
+def test_invalid_params_messages_come_from_pydantic_templates_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The message is pydantic's template filled with schema context only (SR-42); an error
+    type it does not know, or one without the context it needs, gets a fixed text."""
+    monkeypatch.setattr(registry, "_TEMPLATES", {})  # as in a fresh process
+    assert _safe_message({"type": "greater_than", "ctx": {"gt": 3}}) == (
+        "Input should be greater than 3"
+    )
+    assert _safe_message({"type": "greater_than", "ctx": {"gt": 5}}) == (
+        "Input should be greater than 5"
+    )  # the template is cached, the context is not
+    assert _safe_message({"type": "string_type"}) == "Input should be a valid string"
+    assert _safe_message({"type": "multiple_of"}) == "invalid value"  # context missing
+    assert _safe_message({"type": "greater_than"}) == "Input should be greater than …"
+    assert _safe_message({"type": "handler_defined", "ctx": {"x": 1}}) == "invalid value"
+    withheld = _safe_message({"type": "literal_error", "ctx": {"expected": "'a'", "input": 1}})
+    assert withheld == "Input should be 'a'"

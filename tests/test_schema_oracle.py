@@ -1,5 +1,5 @@
 """The hand-written envelope check agrees with the JSON Schemas in schemas/ (checked with
-jsonschema) on every table case and on generated messages (SPEC section 3)."""
+jsonschema) on every table case and on generated messages (JSON-RPC 2.0 sections 4 and 5)."""
 
 from __future__ import annotations
 

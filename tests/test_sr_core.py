@@ -1,4 +1,4 @@
-"""One test per threat row of research/security.md that the core (parser, envelope,
+"""One test per threat row of SECURITY.md that the core (parser, envelope,
 dispatcher, registry, errors) answers for. Each hostile case is followed by a normal
 request that must still succeed."""
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+from corpora import JSONTESTSUITE
 from servers import serve
 from tcp_support import auth, connect, is_closed, recv, running_tcp, send
 
@@ -23,7 +24,6 @@ from safe_rpc._transports.tcp import TCPServer
 sys.path.insert(0, str(Path(__file__).parent / "apps"))
 import http_app
 
-CORPUS = Path(__file__).parent / "data" / "JSONTestSuite" / "test_parsing"
 ADD = {"jsonrpc": "2.0", "method": "add", "params": [2, 3], "id": 1}
 
 
@@ -271,7 +271,7 @@ def test_tls(tmp_path: Path) -> None:
 def test_json_test_suite_frames_on_one_connection(tcp: tuple[TCPServer, int]) -> None:
     """Every JSONTestSuite file as a frame on one connection: each answered, none fatal."""
     with session(tcp[1]) as sock:
-        for path in sorted(CORPUS.iterdir()):
+        for path in sorted((JSONTESTSUITE.require() / "test_parsing").iterdir()):
             if not path.stat().st_size:
                 continue  # an empty file is a zero-length frame: test_sr27_zero_length_frame
             sock.sendall(encode_frame(path.read_bytes()))

@@ -12,6 +12,8 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
+from .._core.errors import ConfigError
+
 __all__ = ["FailedAuthLimiter"]
 
 WINDOW = 60.0  # seconds: the limit is "failures per minute"
@@ -35,7 +37,9 @@ class FailedAuthLimiter:
         max_sources: int = 10_000,
     ) -> None:
         if per_minute < 1 or max_sources < 1:
-            raise ValueError("per_minute and max_sources must be positive")
+            raise ConfigError(
+                f"per_minute and max_sources must be positive (got {per_minute}, {max_sources})"
+            )
         self.per_minute = per_minute
         self.max_sources = max_sources
         self._clock = clock

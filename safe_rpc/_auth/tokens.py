@@ -48,7 +48,8 @@ from typing import Any, Final, NoReturn
 
 from .._core.context import Principal
 from .._core.errors import ConfigError, Unauthenticated
-from .._core.json import JSONError, StrictJSON
+from .._core.json import JSONError
+from .._core.limits import KEY_FILE_JSON, TOKEN_JSON
 
 __all__ = ["Keyring"]
 
@@ -63,10 +64,8 @@ _REQUIRED: Final = {"sub": str, "aud": str, "scope": str, "iat": int, "exp": int
 _MAX_SUBJECT: Final = 128
 _MAX_SCOPE_CHARS: Final = 2048
 _MAX_SCOPES: Final = 64
-# Headers and payloads are tiny, flat objects: tight limits cost nothing legitimate.
 #: Verified tokens remembered, so a client reusing its token skips HMAC and parsing.
 _CACHE_SIZE: Final = 256
-_TOKEN_JSON: Final = StrictJSON(max_depth=4, max_object_members=32, max_array_items=64)
 
 
 class _Reject(Exception):
@@ -216,15 +215,19 @@ class Keyring:
     # -- tokens -----------------------------------------------------------------------------
 
     def issue(self, subject: str, scopes: Iterable[str] = (), *, ttl: int = 900) -> str:
-        """A signed token for ``subject`` holding ``scopes``, valid for ``ttl`` seconds."""
+        """A signed token for ``subject`` holding ``scopes``, valid for ``ttl`` seconds.
+
+        Raises:
+            ConfigError: a subject, scope or ttl that a token cannot carry.
+        """
         if not isinstance(subject, str) or not 0 < len(subject) <= _MAX_SUBJECT:
-            raise ValueError(f"subject must be a string of 1-{_MAX_SUBJECT} characters")
+            raise ConfigError(f"subject must be a string of 1-{_MAX_SUBJECT} characters")
         scope_list = sorted(set(scopes))
         for scope in scope_list:
             if not scope or any(c.isspace() for c in scope):
-                raise ValueError(f"scope {scope!r} must be non-empty and contain no spaces")
+                raise ConfigError(f"scope {scope!r} must be non-empty and contain no spaces")
         if not 0 < ttl <= self.max_lifetime:
-            raise ValueError(f"ttl must be between 1 and max_lifetime ({self.max_lifetime}) s")
+            raise ConfigError(f"ttl must be between 1 and max_lifetime ({self.max_lifetime}) s")
         now = int(self._clock())
         claims = {
             "sub": subject,
@@ -356,7 +359,7 @@ class Keyring:
         if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ConfigError(f"key file {file} is readable by others; run: chmod 600 {file}")
         try:
-            data = StrictJSON(max_depth=3, max_object_members=256, max_array_items=16).loads(raw)
+            data = KEY_FILE_JSON.loads(raw)
             keys = {kid: bytes.fromhex(hexkey) for kid, hexkey in data["keys"].items()}
             audience = data["audience"]
             active = data.get("active")
@@ -413,7 +416,7 @@ def _encode_json(value: dict[str, Any]) -> str:
 
 def _parse_segment(segment: str) -> dict[str, Any]:
     try:
-        value = _TOKEN_JSON.loads(_b64decode(segment))
+        value = TOKEN_JSON.loads(_b64decode(segment))
     except JSONError as exc:
         _reject(f"segment is not strict JSON ({exc})")
     if type(value) is not dict:

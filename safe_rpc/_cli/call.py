@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from .._client import Client
-from .._core.errors import RPCError, TransportError
-from .._core.json import JSONError, StrictJSON, dumps_strict
+from .._core.errors import ConfigError, RPCError, TransportError
+from .._core.json import JSONError, dumps_strict
+from .._core.limits import ARGUMENT_JSON
 from . import CLIError, subcommand
 
 HELP = """\
@@ -22,8 +23,6 @@ examples:
   safe-rpc call http://127.0.0.1:8000/ notes.add text='"hello"' --token-file dev.token
   safe-rpc call tcp://127.0.0.1:9000 stats.mean '[1.5, 2.5]'
 """
-
-_ARG_JSON = StrictJSON(max_depth=32, max_object_members=1000, max_array_items=10000)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -39,7 +38,7 @@ def add_parser(subparsers: Any) -> None:
 
 def _value(text: str) -> Any:
     try:
-        return _ARG_JSON.loads(text)
+        return ARGUMENT_JSON.loads(text)
     except JSONError:
         # A bare word is a convenience for strings: hello means "hello".
         if text and text[0] not in '[{"-0123456789' and text not in ("true", "false", "null"):
@@ -72,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Client(args.url, token=token, timeout=args.timeout) as client:
             result = client.call(args.method, *positional, **named)
-    except ValueError as exc:
+    except ConfigError as exc:  # a URL the client cannot use
         raise CLIError(str(exc)) from None
     except RPCError as exc:
         # The server's message and data are untrusted text: json.dumps escapes control

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         keyring = Keyring.from_file(args.keys)
         token = keyring.issue(args.subject, args.scope, ttl=args.ttl)
-    except (ConfigError, ValueError) as exc:
+    except ConfigError as exc:
         raise CLIError(str(exc)) from None
     print(token)
     return 0

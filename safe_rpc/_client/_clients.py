@@ -9,20 +9,45 @@ from __future__ import annotations
 import ssl as ssl_module
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
-from .._core.errors import ErrorRegistry, InvalidResponse, RPCError
+from .._core.errors import ConfigError, ErrorRegistry, InvalidResponse, RPCError
+from .._core.limits import Limits
 from .._core.protocol import DISCOVER_METHOD
+from ._interface import AsyncTransport, Transport, TransportFactory
 from ._protocol import Call, ClientProtocol, Outcome, make_params
-from ._transports import AsyncHTTPTransport, AsyncTCPTransport, HTTPTransport, TCPTransport
+from ._transports import AsyncTCPTransport, TCPTransport
 
 __all__ = ["AsyncBatch", "AsyncClient", "BatchFuture", "Client", "SyncBatch"]
 
-DEFAULT_MAX_RESPONSE: Final = 4 * 1024 * 1024
-_SYNC = {"http": HTTPTransport, "https": HTTPTransport, "tcp": TCPTransport, "tls": TCPTransport}
-_ASYNC = {
-    "http": AsyncHTTPTransport,
-    "https": AsyncHTTPTransport,
+#: The server's own response cap is the client's default: one number for both sides.
+DEFAULT_MAX_RESPONSE: Final = Limits().max_response_bytes
+
+
+def _http(url: str, **settings: Any) -> Transport:
+    # The HTTP client stack (httpcore) is imported with the first HTTP client, not with
+    # ``import safe_rpc``: a TCP-only program never loads it.
+    from ._http import HTTPTransport
+
+    return HTTPTransport(url, **settings)
+
+
+def _async_http(url: str, **settings: Any) -> AsyncTransport:
+    from ._http import AsyncHTTPTransport
+
+    return AsyncHTTPTransport(url, **settings)
+
+
+# URL scheme -> transport; a new transport adds its schemes here.
+_SYNC: Final[dict[str, TransportFactory[Transport]]] = {
+    "http": _http,
+    "https": _http,
+    "tcp": TCPTransport,
+    "tls": TCPTransport,
+}
+_ASYNC: Final[dict[str, TransportFactory[AsyncTransport]]] = {
+    "http": _async_http,
+    "https": _async_http,
     "tcp": AsyncTCPTransport,
     "tls": AsyncTCPTransport,
 }
@@ -31,7 +56,7 @@ _ASYNC = {
 def _scheme(url: str) -> str:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in _SYNC:
-        raise ValueError(f"{url!r}: the URL must start with http://, https://, tcp:// or tls://")
+        raise ConfigError(f"{url!r}: the URL must start with http://, https://, tcp:// or tls://")
     return scheme
 
 
@@ -123,7 +148,7 @@ class _BatchBuilder:
 class SyncBatch(_BatchBuilder):
     """Collects calls; sends them as one batch when the ``with`` block ends."""
 
-    def __init__(self, protocol: ClientProtocol, transport: Any) -> None:
+    def __init__(self, protocol: ClientProtocol, transport: Transport) -> None:
         super().__init__(protocol)
         self._transport = transport
 
@@ -139,7 +164,7 @@ class SyncBatch(_BatchBuilder):
 class AsyncBatch(_BatchBuilder):
     """Collects calls; sends them as one batch when the ``async with`` block ends."""
 
-    def __init__(self, protocol: ClientProtocol, transport: Any) -> None:
+    def __init__(self, protocol: ClientProtocol, transport: AsyncTransport) -> None:
         super().__init__(protocol)
         self._transport = transport
 
@@ -152,9 +177,10 @@ class AsyncBatch(_BatchBuilder):
             self._settle(await self._transport.send(data, expect=expect, key=key))
 
 
-class _ClientBase:
-    _transports: dict[str, Any]
+_T = TypeVar("_T", Transport, AsyncTransport)
 
+
+class _ClientBase(Generic[_T]):
     def __init__(
         self,
         url: str,
@@ -167,9 +193,12 @@ class _ClientBase:
     ) -> None:
         self.url = url
         self._protocol = ClientProtocol(max_response_bytes=max_response_bytes, errors=errors)
-        self._transport = self._transports[_scheme(url)](
+        self._transport: _T = self._factory(_scheme(url))(
             url, token=token, timeout=timeout, cap=max_response_bytes, ssl=ssl
         )
+
+    def _factory(self, scheme: str) -> TransportFactory[_T]:
+        raise NotImplementedError
 
     def __getattr__(self, name: str) -> _Proxy:
         # Only names that are not attributes of the client reach here; private and dunder
@@ -191,7 +220,7 @@ class _ClientBase:
         return call, self._protocol.encode([call], batch=False)
 
 
-class Client(_ClientBase):
+class Client(_ClientBase[Transport]):
     """A synchronous JSON-RPC client over ``http``, ``https``, ``tcp`` or ``tls`` URLs.
 
     Example:
@@ -210,7 +239,8 @@ class Client(_ClientBase):
         TransportError: I/O failure or timeout; ``InvalidResponse`` for a broken answer.
     """
 
-    _transports = _SYNC
+    def _factory(self, scheme: str) -> TransportFactory[Transport]:
+        return _SYNC[scheme]
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``method`` with positional or named arguments; return its result."""
@@ -243,7 +273,7 @@ class Client(_ClientBase):
         self.close()
 
 
-class AsyncClient(_ClientBase):
+class AsyncClient(_ClientBase[AsyncTransport]):
     """The asyncio twin of ``Client``: same methods, awaited; ``aclose()`` to close.
 
     Over ``tcp``/``tls`` it keeps one connection and runs concurrent calls on it, matching
@@ -256,7 +286,8 @@ class AsyncClient(_ClientBase):
         ```
     """
 
-    _transports = _ASYNC
+    def _factory(self, scheme: str) -> TransportFactory[AsyncTransport]:
+        return _ASYNC[scheme]
 
     async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``method``; return its result."""

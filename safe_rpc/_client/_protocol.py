@@ -1,6 +1,6 @@
 """The client's protocol logic, sans I/O, shared by ``Client`` and ``AsyncClient``.
 
-The server is not trusted (OWASP API10, research/security.md SR-03): every response is
+The server is not trusted (OWASP API10, SECURITY.md row SR-03): every response is
 read with the strict parser under a size cap, must be a well-formed JSON-RPC 2.0 response,
 and must answer exactly the ids that were sent, once each. Errors are rebuilt by looking
 the *code* up in an ``ErrorRegistry``; ``message`` and ``data`` never select, name or import
@@ -15,7 +15,8 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from .._core.errors import DEFAULT_ERRORS, ErrorRegistry, InvalidResponse, RemoteError, RPCError
-from .._core.json import JSONError, StrictJSON, dumps_strict
+from .._core.json import JSONError, dumps_strict
+from .._core.limits import CLIENT_JSON
 
 __all__ = ["Call", "ClientProtocol", "Outcome"]
 
@@ -70,7 +71,6 @@ class ClientProtocol:
         self.max_response_bytes = max_response_bytes
         self.errors = errors if errors is not None else DEFAULT_ERRORS
         self._ids = itertools.count(1)
-        self._json = StrictJSON(max_depth=64, max_object_members=10_000, max_array_items=100_000)
 
     def call(self, method: str, params: Any, *, notify: bool = False) -> Call:
         if not isinstance(method, str) or not method:
@@ -109,7 +109,7 @@ class ClientProtocol:
         if len(raw) > self.max_response_bytes:
             raise InvalidResponse("response larger than max_response_bytes")
         try:
-            value = self._json.loads(raw)
+            value = CLIENT_JSON.loads(raw)
         except JSONError:
             raise InvalidResponse("response is not strict JSON") from None
         if type(value) is dict and value.get("id", 0) is None:

@@ -1,4 +1,5 @@
-"""Client transports: move request bytes out and response bytes back, nothing more.
+"""Client transports (the ``Transport`` / ``AsyncTransport`` interface of ``_interface``):
+move request bytes out and response bytes back, nothing more.
 
 Each one enforces the response size cap while reading (a length prefix or Content-Length
 is checked before the body is read) and turns every I/O failure and timeout into
@@ -14,26 +15,30 @@ import contextlib
 import socket
 import ssl as ssl_module
 import time
-from typing import Any, Final
+from typing import Final
 from urllib.parse import urlsplit
 
-from .._core.errors import InvalidResponse, TransportError
+from .._core.errors import ConfigError, InvalidResponse, TransportError
 from .._core.framing import HEADER, encode_frame
-from .._core.json import JSONError, StrictJSON, dumps_strict
+from .._core.json import JSONError, dumps_strict
+from .._core.limits import CLIENT_JSON
 from .._core.protocol import AUTH_METHOD
-from ._http import AsyncHTTPTransport, HTTPTransport
 
-__all__ = ["AsyncHTTPTransport", "AsyncTCPTransport", "HTTPTransport", "TCPTransport", "parse_url"]
+__all__ = ["AsyncTCPTransport", "TCPTransport", "parse_url"]
 
-_ROUTE_JSON: Final = StrictJSON(max_depth=64, max_object_members=10_000, max_array_items=100_000)
+_ROUTE_JSON: Final = CLIENT_JSON
 
 
 def parse_url(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) of a ``tcp://`` or ``tls://`` URL."""
     parts = urlsplit(url)
-    if not parts.hostname or parts.port is None:
-        raise ValueError(f"{url!r} needs a host and a port, e.g. tcp://127.0.0.1:9000")
-    return parts.scheme, parts.hostname, parts.port
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = None
+    if not parts.hostname or port is None:
+        raise ConfigError(f"{url!r} needs a host and a port, e.g. tcp://127.0.0.1:9000")
+    return parts.scheme, parts.hostname, port
 
 
 def _auth_frame(token: str) -> bytes:
@@ -41,22 +46,42 @@ def _auth_frame(token: str) -> bytes:
     return encode_frame(dumps_strict(message))
 
 
-class _TCPSettings:
-    """Where and how to connect: shared by the sync and the async TCP transports."""
+class _Settings:
+    """What every transport is made with (the ``TransportFactory`` signature)."""
 
-    def __init__(self, url: str, *, token: str | None, timeout: float, cap: int, ssl: Any) -> None:
-        scheme, self.host, self.port = parse_url(url)
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None,
+        timeout: float,
+        cap: int,
+        ssl: ssl_module.SSLContext | None,
+    ) -> None:
+        self.url = url
         self.token = token
         self.timeout = timeout
         self.cap = cap
-        self.ssl = (ssl or ssl_module.create_default_context()) if scheme == "tls" else None
+        self.ssl = ssl
+        self._start()
+
+    def _start(self) -> None:
+        """Per-transport set-up, once the settings are stored."""
+
+
+class _TCPSettings(_Settings):
+    """Where and how to connect: shared by the sync and the async TCP transports."""
+
+    def _start(self) -> None:
+        scheme, self.host, self.port = parse_url(self.url)
+        self.ssl = (self.ssl or ssl_module.create_default_context()) if scheme == "tls" else None
 
 
 class TCPTransport(_TCPSettings):
     """Sync framed TCP (or TLS): one persistent connection, one message at a time."""
 
-    def __init__(self, url: str, *, token: str | None, timeout: float, cap: int, ssl: Any) -> None:
-        super().__init__(url, token=token, timeout=timeout, cap=cap, ssl=ssl)
+    def _start(self) -> None:
+        super()._start()
         self._sock: socket.socket | None = None
 
     def send(self, data: bytes, *, expect: bool, key: int | None) -> bytes | None:
@@ -83,9 +108,13 @@ class TCPTransport(_TCPSettings):
             sock = self.ssl.wrap_socket(sock, server_hostname=self.host)
         self._sock = sock
         if self.token is not None:
-            sock.settimeout(deadline.left())
-            sock.sendall(_auth_frame(self.token))
-            _check_auth(self._read_frame(sock, deadline))
+            try:
+                sock.settimeout(deadline.left())
+                sock.sendall(_auth_frame(self.token))
+                _check_auth(self._read_frame(sock, deadline))
+            except BaseException:
+                self.close()  # never keep a connection that did not authenticate
+                raise
         return sock
 
     def _read_frame(self, sock: socket.socket, deadline: _Deadline) -> bytes:
@@ -131,7 +160,7 @@ def _check_auth(raw: bytes) -> None:
     from ._protocol import ClientProtocol
 
     try:
-        answer = _ROUTE_JSON.loads(raw)
+        answer = CLIENT_JSON.loads(raw)
     except JSONError:
         raise InvalidResponse("authentication answer is not strict JSON") from None
     if type(answer) is dict and "error" in answer:
@@ -143,8 +172,8 @@ def _check_auth(raw: bytes) -> None:
 class AsyncTCPTransport(_TCPSettings):
     """Async framed TCP (or TLS): one persistent connection, concurrent calls matched by id."""
 
-    def __init__(self, url: str, *, token: str | None, timeout: float, cap: int, ssl: Any) -> None:
-        super().__init__(url, token=token, timeout=timeout, cap=cap, ssl=ssl)
+    def _start(self) -> None:
+        super()._start()
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[bytes]] = {}
@@ -193,9 +222,15 @@ class AsyncTCPTransport(_TCPSettings):
                 self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.ssl else None
             )
             if self.token is not None:
-                writer.write(_auth_frame(self.token))
-                await writer.drain()
-                _check_auth(await self._read_frame(reader))
+                try:
+                    writer.write(_auth_frame(self.token))
+                    await writer.drain()
+                    _check_auth(await self._read_frame(reader))
+                except BaseException:
+                    writer.close()  # never keep a connection that did not authenticate
+                    with contextlib.suppress(Exception):
+                        await writer.wait_closed()
+                    raise
             self._writer = writer
             self._reader_task = asyncio.create_task(self._read_loop(reader))
             return writer
@@ -230,7 +265,7 @@ class AsyncTCPTransport(_TCPSettings):
 
     def _key_of(self, raw: bytes) -> int | None:
         try:
-            value = _ROUTE_JSON.loads(raw)
+            value = CLIENT_JSON.loads(raw)
         except JSONError:
             value = None
         entries = value if type(value) is list else [value]
@@ -259,6 +294,6 @@ class AsyncTCPTransport(_TCPSettings):
 
 
 def _request_ids(data: bytes) -> list[int]:
-    value = _ROUTE_JSON.loads(data)  # our own encoding: always valid
+    value = CLIENT_JSON.loads(data)  # our own encoding: always valid
     entries = value if type(value) is list else [value]
     return [e["id"] for e in entries if "id" in e]

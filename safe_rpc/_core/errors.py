@@ -68,8 +68,12 @@ __all__ = [
 RESERVED_CODES = range(-32768, -32000 + 1)
 
 
-class ConfigError(Exception):
-    """The server or client was configured in a way that is unsafe or impossible."""
+class ConfigError(ValueError):
+    """The server or client was configured in a way that is unsafe or impossible.
+
+    Every configuration mistake raises it, at construction or registration, never later.
+    It is a ``ValueError`` too, so code that catches ``ValueError`` keeps working.
+    """
 
 
 class RegistrationError(ConfigError):
@@ -242,7 +246,7 @@ class InvalidRequest(ProtocolError):
 
 
 class MethodNotFound(RPCError):
-    """No such method, or one hidden from this caller (SPEC section 6)."""
+    """No such method, or one hidden from this caller (SECURITY.md SR-39)."""
 
     code = -32601
     message = "Method not found"

@@ -1,7 +1,7 @@
 """Strict I-JSON (RFC 7493) parsing and encoding.
 
 The parser is CPython's C scanner (``json``) fenced in by checks that make it strict and
-bounded. Every rule below is a way a lenient parser has been exploited (research/security.md
+bounded. Every rule below is a way a lenient parser has been exploited (SECURITY.md
 rows SR-05 to SR-12):
 
 * UTF-8 only, no byte order mark (RFC 8259 section 8.1; I-JSON 2.1). ``json.loads(bytes)``

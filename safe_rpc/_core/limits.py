@@ -2,17 +2,28 @@
 
 Each default is named, commented with the reason for its value, and enforced *before* the
 work it bounds (a byte limit before buffering, a length prefix before allocating, a batch
-length before executing). The anchors are in ``research/security.md`` section 1.
+length before executing). The threat each one answers is a row of SECURITY.md. The parser
+presets for the other documents safe_rpc reads (answers, tokens, key files, the TCP
+authentication frame) are defined at the end, once, for every layer.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Final
 
+from .errors import ConfigError
 from .json import StrictJSON
 
-__all__ = ["Limits"]
+__all__ = [
+    "ARGUMENT_JSON",
+    "AUTH_FRAME_JSON",
+    "CLIENT_JSON",
+    "KEY_FILE_JSON",
+    "TOKEN_JSON",
+    "Limits",
+]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -37,8 +48,8 @@ class Limits:
         ```
 
     Raises:
-        ValueError: at construction, if a field is not a positive number or is above a
-            hard ceiling (``max_depth`` above 128).
+        ConfigError: at construction (a ``ValueError`` too), if a field is not a positive
+            number or is above a hard ceiling (``max_depth`` above 128).
     """
 
     # -- message sizes ----------------------------------------------------------------------
@@ -118,20 +129,20 @@ class Limits:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"Limits.{field.name} must be a number, got {value!r}")
+                raise ConfigError(f"Limits.{field.name} must be a number, got {value!r}")
             if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"Limits.{field.name} must be finite, got {value!r}")
+                raise ConfigError(f"Limits.{field.name} must be finite, got {value!r}")
             if value <= 0:
-                raise ValueError(f"Limits.{field.name} must be positive, got {value!r}")
+                raise ConfigError(f"Limits.{field.name} must be positive, got {value!r}")
             if field.type in ("int",) and not isinstance(value, int):
-                raise ValueError(f"Limits.{field.name} must be a whole number, got {value!r}")
+                raise ConfigError(f"Limits.{field.name} must be a whole number, got {value!r}")
         if self.max_depth > _HARD_MAX_DEPTH:
-            raise ValueError(
+            raise ConfigError(
                 f"Limits.max_depth is at most {_HARD_MAX_DEPTH} (got {self.max_depth}): deeper "
                 "nesting is never needed by an RPC message and would approach recursion limits"
             )
         if self.tcp_preauth_frame_bytes > self.max_request_bytes:
-            raise ValueError("Limits.tcp_preauth_frame_bytes cannot exceed max_request_bytes")
+            raise ConfigError("Limits.tcp_preauth_frame_bytes cannot exceed max_request_bytes")
 
     def parser(self) -> StrictJSON:
         """The strict parser for messages under these limits (depth, members, items)."""
@@ -140,3 +151,20 @@ class Limits:
             max_object_members=self.max_object_members,
             max_array_items=self.max_array_items,
         )
+
+
+# -- parser presets: the other JSON documents safe_rpc reads, each bounded for its shape ----
+# (a request is read with ``Limits.parser()``). Defined once here so the layers share them.
+
+#: What a client accepts from a server: deeper and wider than a request may be (results can
+#: expand their input); the client's response byte cap bounds the work (SECURITY.md SR-03).
+CLIENT_JSON: Final = StrictJSON(max_depth=64, max_object_members=10_000, max_array_items=100_000)
+#: The header and payload of a token: small flat objects (SECURITY.md SR-33 to SR-38).
+TOKEN_JSON: Final = StrictJSON(max_depth=4, max_object_members=32, max_array_items=64)
+#: A key file: ``{"audience", "active", "keys": {kid: hex...}, "max_lifetime"}``.
+KEY_FILE_JSON: Final = StrictJSON(max_depth=3, max_object_members=256, max_array_items=16)
+#: The ``rpc.authenticate`` frame a TCP connection must send first, read before the peer is
+#: known: an envelope with one ``{"token": ...}`` param, nothing more (SECURITY.md SR-27, SR-30).
+AUTH_FRAME_JSON: Final = StrictJSON(max_depth=4, max_object_members=8, max_array_items=8)
+#: Argument values typed on the command line: the same shape limits as a request.
+ARGUMENT_JSON: Final = Limits().parser()

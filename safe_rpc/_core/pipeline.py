@@ -279,7 +279,7 @@ class Pipeline:
         return None if request.id is NO_ID else self._encode_error(error, request.id)
 
     def _authorize(self, spec: MethodSpec | None, name: str, auth: _Auth) -> RPCError | None:
-        # Section 6 of SPEC.md: deny by default, decided per element, nothing leaks.
+        # SECURITY.md SR-39: deny by default, decided per element, nothing leaks.
         if auth is _INVALID:
             return Unauthenticated()  # a bad credential never downgrades to anonymous
         if spec is not None and spec.public:

@@ -17,7 +17,8 @@ from typing import Annotated, Any, Final, NotRequired
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_core._pydantic_core import list_all_errors
+from pydantic_core import PydanticKnownError
+from pydantic_core.core_schema import ErrorType
 from typing_extensions import TypedDict
 
 from .context import Context
@@ -206,7 +207,10 @@ def _error(loc: Any, type_: str, msg: str) -> dict[str, Any]:
     return {"loc": loc if isinstance(loc, list) else [loc], "type": type_, "msg": msg}
 
 
-_TEMPLATES: Final = {e["type"]: e["message_template_python"] for e in list_all_errors()}
+# pydantic's own message template per error type, read through its public API on first use
+# (the formatted ``msg`` may quote the input; the template with safe context does not).
+_KNOWN_TYPES: Final = frozenset(typing.get_args(ErrorType))
+_TEMPLATES: dict[str, str] = {}  # at most one entry per known type
 # Context values that describe the schema (a bound, an expected value), never the input.
 _SAFE_CONTEXT: Final = frozenset(
     {
@@ -224,8 +228,22 @@ class _Withheld(dict[str, Any]):
         return "…"
 
 
+def _template(err: Any) -> str:
+    kind = err["type"]
+    if kind not in _KNOWN_TYPES:  # a custom error type: its text is the handler's own
+        return "invalid value"
+    template = _TEMPLATES.get(kind)
+    if template is None:
+        try:
+            template = PydanticKnownError(kind, err.get("ctx")).message_template
+        except (TypeError, ValueError, KeyError):  # context pydantic needs is missing
+            return "invalid value"
+        _TEMPLATES[kind] = template
+    return template
+
+
 def _safe_message(err: Any) -> str:
-    template = _TEMPLATES.get(err["type"], "invalid value")
+    template = _template(err)
     ctx = _Withheld({k: v for k, v in (err.get("ctx") or {}).items() if k in _SAFE_CONTEXT})
     try:
         msg = template.format_map(ctx)

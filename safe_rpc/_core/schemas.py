@@ -63,6 +63,9 @@ def _validator(name: str) -> Any:
 def validate(instance: Any, name: str) -> None:
     """Validate a parsed JSON value against the schema ``name`` with ``jsonschema``.
 
+    ``jsonschema`` is not a run-time dependency of safe_rpc (the test extra installs it);
+    the dispatcher never calls this.
+
     Raises:
         jsonschema.ValidationError: if the instance does not conform.
     """

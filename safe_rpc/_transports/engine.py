@@ -1,6 +1,6 @@
 """Running the ASGI app on uvicorn with the deadlines and bounds uvicorn lacks.
 
-Measured on uvicorn 0.54 (research/security.md section 4): a client that connects and says
+Measured on uvicorn 0.54 (SECURITY.md rows SR-17, SR-18): a client that connects and says
 nothing, one that trickles its headers and one that stops halfway through its body are all
 kept open indefinitely, because uvicorn has no header or body read deadline and resets its
 keep-alive timer on every byte. ASGI middleware cannot fix that (the app only sees a

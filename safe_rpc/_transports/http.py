@@ -1,7 +1,7 @@
 """The HTTP transport: a raw ASGI 3 application around ``RPCServer.dispatch_async``.
 
 Everything that can be decided from the request line and headers is decided before a byte
-of the body is read (research/security.md rows SR-04, SR-22 to SR-26, SR-40): the method,
+of the body is read (SECURITY.md rows SR-04, SR-22 to SR-26, SR-40): the method,
 the content type and encoding, the ``Host`` header, the rate limit, the bearer token, the
 declared size and the in-flight cap. The body is then read with a running byte count, so a
 chunked body is cut at the limit as well. The JSON-RPC answer is always ``200`` with a JSON
@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
 
 from .._core.errors import (
+    ConfigError,
     RateLimited,
     RequestTimeout,
     RequestTooLarge,
@@ -107,7 +108,7 @@ class ASGIApp:
         self.allowed_hosts = frozenset(h.lower() for h in hosts)
         self.cors_origins = frozenset(cors_origins)
         if "*" in self.cors_origins:
-            raise ValueError("cors_origins cannot be '*': list the origins that may call")
+            raise ConfigError("cors_origins cannot be '*': list the origins that may call")
         self.trusted_proxies = frozenset(str(ipaddress.ip_address(p)) for p in trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,6 +1,6 @@
 """The framed TCP transport: one asyncio server, one task per connection.
 
-Per connection (research/security.md rows SR-27 to SR-30, SR-40):
+Per connection (SECURITY.md rows SR-27 to SR-30, SR-40):
 
 * frames are cut by ``FrameReader`` with the pre-authentication limit (8 KiB) until the
   connection authenticated, the request limit after; a bad header gets one error frame
@@ -36,7 +36,8 @@ from .._core.errors import (
     Unauthenticated,
 )
 from .._core.framing import FrameError, FrameReader, encode_frame
-from .._core.json import JSONError, StrictJSON, dumps_strict
+from .._core.json import JSONError, dumps_strict
+from .._core.limits import AUTH_FRAME_JSON
 from .._core.protocol import AUTH_METHOD, Request, classify, error_response
 
 if TYPE_CHECKING:
@@ -261,13 +262,9 @@ def _is_auth_call(frame: bytes) -> bool:
     return AUTH_METHOD.encode() in frame and _auth_request(frame) is not None
 
 
-# An authentication frame is a tiny flat object: tight limits cost nothing legitimate.
-_AUTH_JSON: Final = StrictJSON(max_depth=4, max_object_members=8, max_array_items=8)
-
-
 def _auth_request(frame: bytes) -> Request | None:
     try:
-        message = _AUTH_JSON.loads(frame)
+        message = AUTH_FRAME_JSON.loads(frame)
     except JSONError:
         return None
     request = classify(message)
