@@ -11,6 +11,7 @@ The public API is exactly what this module exports; every other module is privat
 from ._auth.limiter import FailedAuthLimiter
 from ._auth.tokens import Keyring
 from ._client import AsyncClient, BatchFuture, Client
+from ._core.authn import Authenticator
 from ._core.context import Context, Principal
 from ._core.errors import (
     DEFAULT_ERRORS,
@@ -40,18 +41,26 @@ from ._core.errors import (
 )
 from ._core.limits import Limits
 from ._core.schemas import load_schema
+from ._ops import CallRecord, Observer
 from ._server.server import RPCServer
 from ._serving import serve
+from ._transports.http import ASGIApp
+from ._transports.tcp import TCPServer
 from ._version import __version__
 
 __all__ = [
     # serving
+    "ASGIApp",
+    "Authenticator",
+    "CallRecord",
     "Context",
     "FailedAuthLimiter",
     "Keyring",
     "Limits",
+    "Observer",
     "Principal",
     "RPCServer",
+    "TCPServer",
     "load_schema",
     "serve",
     # clients

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .._auth.limiter import FailedAuthLimiter
@@ -16,6 +17,7 @@ from .._core.limits import Limits
 from .._core.logs import log_safe
 from .._core.pipeline import Call, Failure, Pipeline
 from .._core.registry import MethodSpec, build_method
+from .._ops import CallRecord, Lifespan, ObserverSet, running
 
 if TYPE_CHECKING:
     from .._transports.http import ASGIApp
@@ -54,6 +56,11 @@ class RPCServer(Pipeline):
             themselves in the default one).
         auth_limiter: counts failed authentications per client address for the transports
             (default: ``Limits.auth_failures_per_minute`` per minute, in memory).
+        observers: callables that receive a ``safe_rpc.CallRecord`` per finished call
+            (never params or results); one that raises is logged and changes nothing.
+        lifespan: called with this server, returns an async context manager entered in
+            each serving process before it serves and left after it drained; the mapping
+            it yields is ``ctx.state`` in handlers.
     """
 
     def __init__(
@@ -64,10 +71,16 @@ class RPCServer(Pipeline):
         reveal_forbidden: bool = False,
         errors: ErrorRegistry | None = None,
         auth_limiter: FailedAuthLimiter | None = None,
+        observers: Iterable[Callable[[CallRecord], None]] = (),
+        lifespan: Lifespan | None = None,
     ) -> None:
         super().__init__(
             keyring=keyring, limits=limits, reveal_forbidden=reveal_forbidden, errors=errors
         )
+        #: The observers; transports report events outside calls to it (``ops.event``).
+        self.ops = ObserverSet(observers)
+        self._emit = self.ops.emit if self.ops else None
+        self.lifespan = lifespan
         #: Failed authentications per caller source, shared by the transports (SR-40).
         self.auth_limiter = auth_limiter or FailedAuthLimiter(self.limits.auth_failures_per_minute)
         self._inflight = 0
@@ -117,6 +130,22 @@ class RPCServer(Pipeline):
             return f
 
         return register(func) if func is not None else register
+
+    def add_observer(self, observer: Callable[[CallRecord], None]) -> None:
+        """Install one more observer (``safe-rpc serve --access-log/--metrics`` use this)."""
+        self.ops.add(observer)
+        self._emit = self.ops.emit
+
+    def running(self) -> AbstractAsyncContextManager[None]:
+        """Enter this server's lifespan (a no-op without one) for the block's duration.
+
+        ``safe-rpc serve`` and ``ASGIApp`` call it; call it yourself when you drive
+        ``dispatch_async`` from your own event loop.
+
+        Raises:
+            ConfigError: the lifespan failed at startup (one line naming the exception).
+        """
+        return running(self, self.lifespan)
 
     @property
     def inflight(self) -> int:
