@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import socket
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -49,6 +49,48 @@ def parse_url(url: str) -> tuple[str, str, int]:
     if not parts.hostname or parts.port is None:
         raise ValueError(f"{url!r} needs a host and a port, e.g. tcp://127.0.0.1:9000")
     return parts.scheme, parts.hostname, parts.port
+
+
+def _cause(exc: BaseException, where: str) -> str:
+    """What went wrong, in words a user can act on (the exception chain's root cause)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl_module.SSLCertVerificationError):
+            # The reason is OpenSSL's own text about our verification, not the peer's.
+            return f"TLS verification failed: {seen.verify_message or seen.reason}"
+        if isinstance(seen, ConnectionRefusedError):
+            return f"connection refused to {where}"
+        if isinstance(seen, socket.gaierror):
+            return f"cannot resolve the host of {where}"
+        if isinstance(seen, ssl_module.SSLError):
+            return f"TLS handshake with {where} failed: {seen.reason or type(seen).__name__}"
+        seen = seen.__cause__ or seen.__context__
+    return f"connection to {where} failed: {type(exc).__name__}"
+
+
+def _not_a_frame(header: bytes) -> InvalidResponse:
+    if header == b"HTTP":  # an HTTP server's status line read as a length prefix
+        return InvalidResponse(
+            "the server did not answer with a JSON-RPC frame; is this an HTTP port? "
+            "(use an http:// URL for it)"
+        )
+    return InvalidResponse("response frame larger than max_response_bytes")
+
+
+def _trace_headers() -> dict[str, str] | None:
+    """W3C ``traceparent`` of the caller's current span, when OpenTelemetry is installed."""
+    if _inject is None:
+        return None
+    carrier: dict[str, str] = {}
+    _inject(carrier)
+    return carrier or None
+
+
+_inject: Callable[[dict[str, str]], None] | None
+try:  # the otel extra: propagate the current trace to the server (W3C Trace Context)
+    from opentelemetry.propagate import inject as _inject
+except ImportError:  # pragma: no cover - the extra is not installed
+    _inject = None
 
 
 def _auth_frame(token: str) -> bytes:
@@ -94,6 +136,15 @@ async def _acollect(chunks: AsyncIterator[bytes], cap: int) -> bytes:
     return bytes(out)
 
 
+def _http_failure(exc: httpx.HTTPError, url: str) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        parts = urlsplit(url)
+        return _cause(
+            exc, f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+        )
+    return f"HTTP transport failed: {type(exc).__name__}"
+
+
 def _headers(token: str | None) -> dict[str, str]:
     headers = {"content-type": "application/json"}
     if token is not None:
@@ -113,13 +164,15 @@ class HTTPTransport:
 
     def send(self, data: bytes, *, expect: bool, key: int | None) -> bytes | None:
         try:
-            with self._client.stream("POST", self.url, content=data) as response:
+            with self._client.stream(
+                "POST", self.url, content=data, headers=_trace_headers()
+            ) as response:
                 _check_length(response, self.cap)
                 body = _collect(response.iter_bytes(), self.cap)
         except httpx.TimeoutException:
             raise TransportError("the call timed out") from None
         except httpx.HTTPError as exc:
-            raise TransportError(f"HTTP transport failed: {type(exc).__name__}") from None
+            raise TransportError(_http_failure(exc, self.url)) from None
         return _http_answer(response, body)
 
     def close(self) -> None:
@@ -138,13 +191,15 @@ class AsyncHTTPTransport:
 
     async def send(self, data: bytes, *, expect: bool, key: int | None) -> bytes | None:
         try:
-            async with self._client.stream("POST", self.url, content=data) as response:
+            async with self._client.stream(
+                "POST", self.url, content=data, headers=_trace_headers()
+            ) as response:
                 _check_length(response, self.cap)
                 body = await _acollect(response.aiter_bytes(), self.cap)
         except httpx.TimeoutException:
             raise TransportError("the call timed out") from None
         except httpx.HTTPError as exc:
-            raise TransportError(f"HTTP transport failed: {type(exc).__name__}") from None
+            raise TransportError(_http_failure(exc, self.url)) from None
         return _http_answer(response, body)
 
     async def close(self) -> None:
@@ -160,6 +215,11 @@ class _TCPSettings:
         self.timeout = timeout
         self.cap = cap
         self.ssl = (ssl or ssl_module.create_default_context()) if scheme == "tls" else None
+
+    def _failure(self, exc: BaseException) -> str:
+        if isinstance(exc, EOFError | asyncio.IncompleteReadError):
+            return "the server closed the connection"
+        return _cause(exc, f"{self.host}:{self.port}")
 
 
 class TCPTransport(_TCPSettings):
@@ -179,7 +239,7 @@ class TCPTransport(_TCPSettings):
             raise TransportError("the call timed out") from None
         except (OSError, EOFError) as exc:
             self.close()
-            raise TransportError(f"TCP transport failed: {type(exc).__name__}") from None
+            raise TransportError(self._failure(exc)) from None
 
     def _connect(self) -> socket.socket:
         sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
@@ -192,10 +252,11 @@ class TCPTransport(_TCPSettings):
         return sock
 
     def _read_frame(self, sock: socket.socket) -> bytes:
-        length = int.from_bytes(_recv_exactly(sock, HEADER), "big")
+        header = _recv_exactly(sock, HEADER)
+        length = int.from_bytes(header, "big")
         if not 0 < length <= self.cap:  # checked before anything is allocated for it
             self.close()
-            raise InvalidResponse("response frame larger than max_response_bytes")
+            raise _not_a_frame(header)
         return _recv_exactly(sock, length)
 
     def close(self) -> None:
@@ -258,7 +319,7 @@ class AsyncTCPTransport(_TCPSettings):
             raise TransportError("the call timed out") from None
         except (OSError, asyncio.IncompleteReadError) as exc:
             await self.close()
-            raise TransportError(f"TCP transport failed: {type(exc).__name__}") from None
+            raise TransportError(self._failure(exc)) from None
         finally:
             if key is not None:
                 self._forget(key)
@@ -284,9 +345,10 @@ class AsyncTCPTransport(_TCPSettings):
             return writer
 
     async def _read_frame(self, reader: asyncio.StreamReader) -> bytes:
-        length = int.from_bytes(await reader.readexactly(HEADER), "big")
+        header = await reader.readexactly(HEADER)
+        length = int.from_bytes(header, "big")
         if not 0 < length <= self.cap:
-            raise InvalidResponse("response frame larger than max_response_bytes")
+            raise _not_a_frame(header)
         return await reader.readexactly(length)
 
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .._core.limits import Limits
+from .._ops.gauges import OPEN_CONNECTIONS
 
 __all__ = ["MAX_HEADER_BYTES", "DeadlineH11Protocol", "config_options"]
 
@@ -50,6 +51,7 @@ class DeadlineH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
+        OPEN_CONNECTIONS["http"] += 1
         self._arm("headers", self._limits().header_timeout)
 
     def data_received(self, data: bytes) -> None:
@@ -70,6 +72,7 @@ class DeadlineH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm("closed")
+        OPEN_CONNECTIONS["http"] -= 1
         super().connection_lost(exc)
 
     def _arm(self, phase: str, seconds: float) -> None:

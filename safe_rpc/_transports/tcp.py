@@ -38,6 +38,7 @@ from .._core.errors import (
 from .._core.framing import FrameError, FrameReader, encode_frame
 from .._core.json import JSONError, StrictJSON, dumps_strict
 from .._core.protocol import AUTH_METHOD, Request, classify, error_response
+from .._ops.gauges import OPEN_CONNECTIONS
 
 if TYPE_CHECKING:
     from .._server.server import RPCServer
@@ -108,12 +109,15 @@ class TCPServer:
         task = asyncio.current_task()
         assert task is not None
         if len(self._connections) >= self.limits.max_connections:
+            self.rpc.ops.event("refused", "max_connections")
             await self._refuse(writer, ServerBusy())
             return
         self._connections.add(task)
+        OPEN_CONNECTIONS["tcp"] += 1
         try:
             await _Connection(self, reader, writer).run()
         finally:
+            OPEN_CONNECTIONS["tcp"] -= 1
             self._connections.discard(task)
 
     async def _refuse(self, writer: asyncio.StreamWriter, error: RPCError) -> None:
@@ -211,6 +215,7 @@ class _Connection:
     async def _authenticate(self, frame: bytes, *, first: bool) -> None:
         limiter = self.rpc.auth_limiter
         if limiter.blocked(self.peer):
+            self.rpc.ops.event("refused", "auth_failures_per_minute")
             await self._write(_error_frame(RateLimited()))
             raise _Close
         token, request_id = _auth_params(frame)
@@ -220,6 +225,7 @@ class _Connection:
             principal = self.rpc.authenticate(token)
         except Unauthenticated:
             limiter.record_failure(self.peer)
+            self.rpc.ops.event("auth_failed", "tcp")
             await asyncio.sleep(AUTH_FAILURE_DELAY)
             await self._write(_error_frame(Unauthenticated(), request_id))
             raise _Close from None
