@@ -349,6 +349,12 @@ async def _serve_http(
         def handle_exit(self, sig: int, frame: Any) -> None:
             app.draining = True  # /readyz answers 503 from the signal on
             super().handle_exit(sig, frame)
+            # uvicorn re-raises a caught signal once it drained; here the drain *is* the
+            # clean exit asked for, so serving returns normally: the lifespan is left
+            # without an exception and the process ends with status 0.
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
 
     host, port = sock.getsockname()[:2]
     server = Server(uvicorn.Config(app, **options))

@@ -1,0 +1,162 @@
+"""Startup mistakes are one line and exit 2; options come from flags or SAFE_RPC_* (issue 16)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servers import APPS, cli, exchange, http_request, one_line_error, serve, started
+
+from safe_rpc import Client, Keyring
+
+ADD = b'{"jsonrpc":"2.0","method":"add","params":[2,3],"id":1}'
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_http_port_in_use_is_one_line(busy_port: int) -> None:
+    result = cli("serve", "ops_app:rpc", "--http", f"127.0.0.1:{busy_port}")
+    one_line_error(result, f"cannot listen for HTTP on 127.0.0.1:{busy_port}")
+
+
+def test_tcp_port_in_use_is_one_line(busy_port: int) -> None:
+    result = cli("serve", "ops_app:rpc", "--http", "127.0.0.1:0", "--tcp", f"127.0.0.1:{busy_port}")
+    one_line_error(result, f"cannot listen for TCP on 127.0.0.1:{busy_port}")
+
+
+def test_http_port_in_use_with_workers_is_one_line(busy_port: int) -> None:
+    result = cli("serve", "ops_app:rpc", "--http", f"127.0.0.1:{busy_port}", "--workers", "2")
+    one_line_error(result, f"cannot listen for HTTP on 127.0.0.1:{busy_port}")
+
+
+def test_metrics_port_in_use_is_one_line(busy_port: int) -> None:
+    result = cli(
+        "serve", "ops_app:rpc", "--http", "127.0.0.1:0", "--metrics", f"127.0.0.1:{busy_port}"
+    )
+    one_line_error(result, f"cannot listen for metrics on 127.0.0.1:{busy_port}")
+
+
+def test_missing_certificate_names_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "cert.pem"
+    key = tmp_path / "key.pem"
+    key.write_text("x")
+    result = cli("serve", "ops_app:rpc", "--ssl-certfile", str(missing), "--ssl-keyfile", str(key))
+    one_line_error(result, f"cannot read the TLS certificate file {missing}")
+
+
+def test_unreadable_key_file_names_the_file(tmp_path: Path) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("x")
+    result = cli(
+        "serve", "ops_app:rpc", "--ssl-certfile", str(cert), "--ssl-keyfile", str(tmp_path)
+    )
+    one_line_error(result, f"cannot read the TLS key file {tmp_path}")
+
+
+def test_certificate_that_is_not_pem_is_one_line(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("not a certificate")
+    key.write_text("not a key")
+    result = cli("serve", "ops_app:rpc", "--ssl-certfile", str(cert), "--ssl-keyfile", str(key))
+    one_line_error(result, "cannot load TLS certificate", str(cert))
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--workers", "0"], "--workers must be 1 or more (got 0)"),
+        (["--workers", "-3"], "--workers must be 1 or more (got -3)"),
+        (["--workers", "two"], "--workers must be a number"),
+        (["--grace", "-1"], "--grace must be 0 or more seconds (got -1.0)"),
+        (["--grace", "nan"], "--grace must be a finite number"),
+        (["--access-log", "xml"], "--access-log must be json, text or off"),
+        (["--ready-path", "readyz"], "--ready-path must start with /"),
+        (["--trusted-proxy", "not-an-ip"], "does not appear to be an IPv4 or IPv6 address"),
+        (["--cors-origin", "*"], "cors_origins cannot be '*'"),
+    ],
+)
+def test_nonsensical_values_are_refused(args: list[str], needle: str) -> None:
+    one_line_error(cli("serve", "ops_app:rpc", *args), needle)
+
+
+def test_workers_with_tcp_is_refused_not_silently_dropped() -> None:
+    """Issue 16: --workers 2 --tcp used to serve no TCP at all. Now it says so and stops."""
+    result = cli("serve", "ops_app:rpc", "--workers", "2", "--tcp", "127.0.0.1:0")
+    one_line_error(result, "--tcp needs a single process")
+
+
+def test_lifespan_failure_is_one_line_and_exit_2() -> None:
+    result = cli("serve", "ops_app:rpc", "--http", "127.0.0.1:0", env={"OPS_APP_LIFESPAN": "fail"})
+    one_line_error(result, "lifespan failed at startup: ConnectionRefusedError")
+
+
+def test_lifespan_runs_around_serving_and_reaches_handlers() -> None:
+    with serve("ops_app:rpc") as server:
+        with Client(server.url) as client:
+            assert client.pool() == "pool-1"
+        assert "ops_app: lifespan entered" in server.output
+        assert server.stop() == 0
+    assert "ops_app: lifespan left" in server.output
+
+
+def test_key_file_from_the_environment_turns_auth_on(tmp_path: Path) -> None:
+    """Issue 16: SAFE_RPC_KEY_FILE=keys.json safe-rpc serve used to start with auth off."""
+    keys = tmp_path / "keys.json"
+    keyring = Keyring.generate(audience="ops")
+    keyring.to_file(keys)
+    command = [sys.executable, "-m", "safe_rpc", "serve", "ops_app:keyed", "--http", "127.0.0.1:0"]
+    os.environ["SAFE_RPC_KEY_FILE"] = str(keys)
+    try:
+        with started(command, expect={"http"}) as server:
+            assert "auth on" in server.output[-1]
+            with Client(server.url, token=keyring.issue("env-user", ["ops"])) as client:
+                assert client.whoami() == "env-user"
+    finally:
+        del os.environ["SAFE_RPC_KEY_FILE"]
+
+
+def test_flag_wins_over_the_environment() -> None:
+    command = [sys.executable, "-m", "safe_rpc", "serve", "ops_app:rpc", "--http", "127.0.0.1:0"]
+    os.environ["SAFE_RPC_HTTP"] = "127.0.0.1:1"  # would fail to bind (privileged, or in use)
+    os.environ["SAFE_RPC_ALLOW_HOSTS"] = "svc.internal, other.internal"
+    try:
+        with started(command, expect={"http"}) as server:
+            status, _, _ = exchange(server.port, http_request(ADD, host="svc.internal"))
+            assert status == 200  # the list from the environment applies
+            status, _, _ = exchange(server.port, http_request(ADD, host="evil.example"))
+            assert status == 403
+    finally:
+        del os.environ["SAFE_RPC_HTTP"], os.environ["SAFE_RPC_ALLOW_HOSTS"]
+
+
+def test_environment_value_errors_name_the_variable() -> None:
+    result = cli("serve", "ops_app:rpc", env={"SAFE_RPC_WORKERS": "many"})
+    one_line_error(result, "SAFE_RPC_WORKERS must be a number")
+
+
+def test_every_option_is_a_flag_an_env_var_and_a_serve_parameter() -> None:
+    import inspect
+
+    from safe_rpc import serve as serve_function
+    from safe_rpc._cli.serve import OPTIONS
+
+    parameters = set(inspect.signature(serve_function).parameters)
+    readme = (APPS.parent.parent / "README.md").read_text(encoding="utf-8")
+    cli_only = {"keys", "workers"}  # serve() takes a keyring on the server and runs one process
+    renamed = {"allow_host": "allowed_hosts", "allow_origin": "allowed_origins",
+               "cors_origin": "cors_origins", "trusted_proxy": "trusted_proxies"}  # fmt: skip
+    for flag, env, _, _ in OPTIONS:
+        key = flag[2:].replace("-", "_")
+        assert f"`{flag}`" in readme
+        assert f"`{env}`" in readme
+        assert key in cli_only or renamed.get(key, key) in parameters, flag
