@@ -32,3 +32,10 @@ def test_adversarial_benchmark_smoke() -> None:
     out = run("benchmarks/adversarial.py", "--runs", "1")
     assert "FAILED" not in out
     assert out.count("| ok |") == 7
+
+
+def test_observers_benchmark_smoke() -> None:
+    """observers.py measures every observer configuration in process (HTTP part skipped)."""
+    out = run("benchmarks/observers.py", "--rounds", "1", "--calls", "200", "--no-http")
+    for name in ("no observer", "one no-op observer", "access log", "Prometheus", "OpenTelemetry"):
+        assert f"| {name}" in out

@@ -9,9 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "apps"))
+import ops_app
 from servers import APPS, cli, exchange, http_request, one_line_error, serve, started
 
-from safe_rpc import Client, Keyring
+from safe_rpc import AsyncClient, Client, Keyring
 
 ADD = b'{"jsonrpc":"2.0","method":"add","params":[2,3],"id":1}'
 
@@ -160,3 +163,56 @@ def test_every_option_is_a_flag_an_env_var_and_a_serve_parameter() -> None:
         assert f"`{flag}`" in readme
         assert f"`{env}`" in readme
         assert key in cli_only or renamed.get(key, key) in parameters, flag
+
+
+def test_serve_access_log_and_metrics_flags_over_real_sockets() -> None:
+    """--access-log json writes one JSON line per call; --metrics serves on its own port."""
+    import json
+    import re
+    import urllib.request
+
+    with serve("ops_app:rpc", "--access-log", "json", "--metrics", "127.0.0.1:0") as server:
+        found = [
+            re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", x) for x in server.output
+        ]
+        [port] = [int(m[1]) for m in found if m]
+        with Client(server.url) as client:
+            assert client.add(2, 3) == 5
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        assert 'safe_rpc_calls_total{code="ok",method="add",transport="http"} 1.0' in text
+        server.stop()
+    lines = [json.loads(x) for x in server.output if x.startswith('{"method"')]
+    assert [(x["method"], x["code"], x["transport"]) for x in lines] == [("add", None, "http")]
+
+
+def test_tcp_auth_failures_and_calls_reach_the_metrics() -> None:
+    import asyncio
+
+    from safe_rpc import TCPServer, Unauthenticated
+    from safe_rpc._ops.metrics import PrometheusMetrics
+
+    rpc = ops_app.keyed
+    metrics = PrometheusMetrics(rpc)
+
+    async def scenario() -> None:
+        server = TCPServer(rpc)
+        _, port = await server.start("127.0.0.1", 0)
+        try:
+            with pytest.raises(Unauthenticated):
+                async with AsyncClient(
+                    f"tcp://127.0.0.1:{port}", token="not-a-token", timeout=5
+                ) as client:
+                    await client.add(1, 2)
+            token = ops_app.keyring.issue("t", ["ops"])
+            async with AsyncClient(f"tcp://127.0.0.1:{port}", token=token, timeout=5) as client:
+                assert await client.whoami() == "t"
+        finally:
+            await server.close(1.0)
+
+    asyncio.run(scenario())
+    value = metrics.registry.get_sample_value
+    assert value("safe_rpc_auth_failures_total", {"transport": "tcp"}) == 1
+    assert (
+        value("safe_rpc_calls_total", {"method": "whoami", "code": "ok", "transport": "tcp"}) == 1
+    )

@@ -337,9 +337,13 @@ class AsyncTCPTransport(_TCPSettings):
                 self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.ssl else None
             )
             if self.token is not None:
-                writer.write(_auth_frame(self.token))
-                await writer.drain()
-                _check_auth(await self._read_frame(reader))
+                try:
+                    writer.write(_auth_frame(self.token))
+                    await writer.drain()
+                    _check_auth(await self._read_frame(reader))
+                except BaseException:
+                    writer.close()  # refused: do not leave the socket to the collector
+                    raise
             self._writer = writer
             self._reader_task = asyncio.create_task(self._read_loop(reader))
             return writer
