@@ -216,3 +216,18 @@ def test_tcp_auth_failures_and_calls_reach_the_metrics() -> None:
     assert (
         value("safe_rpc_calls_total", {"method": "whoami", "code": "ok", "transport": "tcp"}) == 1
     )
+
+
+def test_lifespan_failure_under_workers_exits_2() -> None:
+    """Each worker logs why; the supervisor's clean-looking return becomes exit status 2."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = cli(
+        "serve", "ops_app:rpc", "--http", f"127.0.0.1:{port}", "--workers", "2",
+        env={"OPS_APP_LIFESPAN": "fail"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "lifespan failed at startup: ConnectionRefusedError" in result.stderr
+    assert result.stderr.rstrip().endswith("a worker failed to start; the reason is logged above")
+    assert "Traceback" not in result.stderr

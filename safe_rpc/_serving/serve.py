@@ -399,14 +399,35 @@ def run_workers(
     )
     scheme = "https" if ssl_certfile else "http"
     print(f"safe_rpc: {workers} workers on {scheme}://{host}:{port}/ auth {_auth_state(rpc)}")
-    uvicorn.run(
-        "safe_rpc._serving.serve:worker_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        **engine,
-    )
+    # The supervisor stops every worker when one fails to start (a failing lifespan), logs
+    # why, and returns as if shut down cleanly: an error it logged makes the exit status 2.
+    errors = _ErrorCounter()
+    supervisor_log = logging.getLogger("uvicorn.error")
+    supervisor_log.addFilter(errors)  # a filter: uvicorn's logging setup replaces handlers
+    try:
+        uvicorn.run(
+            "safe_rpc._serving.serve:worker_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            **engine,
+        )
+    finally:
+        supervisor_log.removeFilter(errors)
+    if errors.count:
+        raise ConfigError("a worker failed to start; the reason is logged above")
+
+
+class _ErrorCounter(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            self.count += 1
+        return True
 
 
 def worker_app() -> Any:
