@@ -171,7 +171,8 @@ def test_serve_access_log_and_metrics_flags_over_real_sockets() -> None:
     import re
     import urllib.request
 
-    with serve("ops_app:rpc", "--access-log", "json", "--metrics", "127.0.0.1:0") as server:
+    flags = ("--access-log", "json", "--metrics", "127.0.0.1:0", "--otel")
+    with serve("ops_app:rpc", *flags) as server:
         found = [
             re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", x) for x in server.output
         ]
@@ -231,3 +232,19 @@ def test_lifespan_failure_under_workers_exits_2() -> None:
     assert "lifespan failed at startup: ConnectionRefusedError" in result.stderr
     assert result.stderr.rstrip().endswith("a worker failed to start; the reason is logged above")
     assert "Traceback" not in result.stderr
+
+
+def test_sr40_trusted_proxy_flag_gives_each_client_its_own_failure_budget() -> None:
+    """Issue 16: behind a proxy, CLI users shared one failed-auth budget (no way to pass
+    trusted_proxies). --trusted-proxy makes X-Forwarded-For count, from that peer only."""
+
+    def bad_token(port: int, client: str) -> int:
+        headers = {"Authorization": "Bearer bad", "X-Forwarded-For": client}
+        return exchange(port, http_request(ADD, headers=headers))[0]
+
+    with serve("ops_app:keyed", "--trusted-proxy", "127.0.0.1") as server:
+        statuses = [bad_token(server.port, "203.0.113.7") for _ in range(12)]
+        assert statuses[0] == 401
+        assert statuses[-1] == 429  # that client is over its budget...
+        assert bad_token(server.port, "203.0.113.8") == 401  # ...another is not
+        assert exchange(server.port, http_request(ADD))[0] == 200
