@@ -164,7 +164,9 @@ def tls_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext | N
 def bind_socket(host: str, port: int, what: str) -> socket.socket:
     """Bind a listening socket now, so a port in use is one clear error before serving."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the
+    # listener says TCP; without it Nagle and delayed ACKs add ~40 ms to every answer.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

@@ -21,7 +21,9 @@ When it fires the connection is closed. Header size is capped by h11
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -52,6 +54,13 @@ class DeadlineH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
         OPEN_CONNECTIONS["http"] += 1
+        # uvicorn's worker processes listen on a socket made without IPPROTO_TCP, so asyncio
+        # leaves Nagle on; headers and body go out in two writes and the second waits for a
+        # delayed ACK (~40 ms per answer). Small answers must leave at once.
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._arm("headers", self._limits().header_timeout)
 
     def data_received(self, data: bytes) -> None:
