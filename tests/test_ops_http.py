@@ -259,3 +259,46 @@ def test_asgi_lifespan_events_run_the_server_lifespan() -> None:
     with running(ASGIApp(rpc)) as port, Client(f"http://127.0.0.1:{port}/") as client:
         assert client.db() == "db-1"
     assert events == ["in", "out"]
+
+
+def test_server_readiness_is_the_default_for_its_apps() -> None:
+    """RPCServer(readiness=...) is where a shared store's ping plugs in for every app."""
+    state = {"up": False}
+    rpc = RPCServer(readiness=lambda: state["up"])
+    with running(ASGIApp(rpc)) as port:
+        assert get(port, "/readyz") == (503, b"not ready")
+        state["up"] = True
+        assert get(port, "/readyz") == (200, b"ok")
+
+
+def test_deadline_and_frame_refusals_reach_the_metrics() -> None:
+    from safe_rpc import TCPServer
+    from safe_rpc._transports.engine import config_options
+
+    limits = Limits(header_timeout=0.3, tcp_preauth_frame_bytes=1024, max_request_bytes=2048)
+    rpc = RPCServer(keyring=KEYRING, limits=limits)
+    metrics = PrometheusMetrics(rpc)
+    options = {k: v for k, v in config_options(limits).items() if k != "lifespan"}
+    with running(ASGIApp(rpc), **options) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finishes
+            assert sock.recv(100) == b""  # closed at the header deadline
+
+        async def oversized_frame() -> None:
+            server = TCPServer(rpc)
+            _, tcp_port = await server.start("127.0.0.1", 0)
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", tcp_port)
+                writer.write((5000).to_bytes(4, "big"))
+                await writer.drain()
+                await reader.read()  # one error frame, then closed
+                writer.close()
+                await writer.wait_closed()
+            finally:
+                await server.close(1.0)
+
+        asyncio.run(oversized_frame())
+        assert exchange(port, http_request(ADD))[0] == 200
+    value = metrics.registry.get_sample_value
+    assert value("safe_rpc_refusals_total", {"limit": "header_timeout"}) == 1
+    assert value("safe_rpc_refusals_total", {"limit": "tcp_preauth_frame_bytes"}) == 1

@@ -13,9 +13,13 @@ import uvicorn
 
 
 @contextmanager
-def running(app: Any, *, lifespan: Literal["auto", "on", "off"] = "on") -> Iterator[int]:
-    """Serve ``app`` until the block ends; yields the port."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan=lifespan, log_level="warning")
+def running(
+    app: Any, *, lifespan: Literal["auto", "on", "off"] = "on", **options: Any
+) -> Iterator[int]:
+    """Serve ``app`` until the block ends; yields the port. ``options`` go to uvicorn."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan=lifespan, log_level="warning", **options
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

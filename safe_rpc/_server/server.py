@@ -18,6 +18,7 @@ from .._core.logs import log_safe
 from .._core.pipeline import Call, Failure, Pipeline
 from .._core.registry import MethodSpec, build_method
 from .._ops import CallRecord, Lifespan, ObserverSet, running
+from .._ops.health import Readiness
 
 if TYPE_CHECKING:
     from .._transports.http import ASGIApp
@@ -61,6 +62,8 @@ class RPCServer(Pipeline):
         lifespan: called with this server, returns an async context manager entered in
             each serving process before it serves and left after it drained; the mapping
             it yields is ``ctx.state`` in handlers.
+        readiness: a sync or async callable, True when the service's dependencies answer
+            (a shared store's ``ping``); ``GET /readyz`` asks it. Default: always ready.
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class RPCServer(Pipeline):
         auth_limiter: FailedAuthLimiter | None = None,
         observers: Iterable[Callable[[CallRecord], None]] = (),
         lifespan: Lifespan | None = None,
+        readiness: Readiness | None = None,
     ) -> None:
         super().__init__(
             keyring=keyring, limits=limits, reveal_forbidden=reveal_forbidden, errors=errors
@@ -81,6 +85,8 @@ class RPCServer(Pipeline):
         self.ops = ObserverSet(observers)
         self._emit = self.ops.emit if self.ops else None
         self.lifespan = lifespan
+        #: Asked by ``GET /readyz`` unless the ``ASGIApp`` was given its own check.
+        self.readiness = readiness
         #: Failed authentications per caller source, shared by the transports (SR-40).
         self.auth_limiter = auth_limiter or FailedAuthLimiter(self.limits.auth_failures_per_minute)
         self._inflight = 0

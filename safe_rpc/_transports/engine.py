@@ -98,6 +98,11 @@ class DeadlineH11Protocol(H11Protocol):
         self._deadline = None
         if not self.transport.is_closing():
             logger.info("closing a connection that missed its %s deadline", self._phase)
+            rpc = getattr(self.app, "rpc", None)  # our ASGIApp: count it for the metrics
+            if rpc is not None:
+                rpc.ops.event(
+                    "refused", "body_timeout" if self._phase == "body" else "header_timeout"
+                )
             self.transport.close()
 
 

@@ -102,7 +102,8 @@ class ASGIApp:
         ready_path: ``GET`` answers 200 ``ok`` when ``readiness`` says so and the server is
             not draining, else 503 (None turns it off).
         readiness: a sync or async callable returning True when the service's dependencies
-            answer (for example a shared store's ``ping``); default: always ready.
+            answer (for example a shared store's ``ping``); default: the server's own
+            ``RPCServer(readiness=...)``, else always ready.
 
     Mounted in another ASGI app, paths are relative to the mount point. The host app's
     lifespan must enter ``lifespan_context()`` (Starlette and FastAPI do not pass lifespan
@@ -232,7 +233,7 @@ class ASGIApp:
         elif path == self.ready_path:
             if self.draining:
                 status, text = 503, b"draining"
-            elif await is_ready(self.readiness):
+            elif await is_ready(self.readiness or self.rpc.readiness):
                 status, text = 200, b"ok"
             else:
                 status, text = 503, b"not ready"

@@ -185,6 +185,9 @@ class _Connection:
                 frame = self.frames.next_frame()
             except FrameError as exc:
                 error = RequestTooLarge() if exc.too_large else InvalidRequest()
+                if exc.too_large:
+                    limit = "max_request_bytes" if self.principal or self.anonymous else None
+                    self.rpc.ops.event("refused", limit or "tcp_preauth_frame_bytes")
                 await self._write(_error_frame(error))
                 raise _Close from None
             if frame is not None:
@@ -256,6 +259,7 @@ class _Connection:
                 await asyncio.wait_for(self.writer.drain(), self.limits.write_timeout)
             except (TimeoutError, ConnectionError):
                 logger.info("tcp peer %s is not reading its responses; closing", self.peer)
+                self.rpc.ops.event("refused", "write_timeout")
                 self.broken = True
                 # abort, not close: close() would wait to flush to a peer that never reads.
                 self.writer.transport.abort()
