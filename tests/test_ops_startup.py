@@ -155,7 +155,7 @@ def test_every_option_is_a_flag_an_env_var_and_a_serve_parameter() -> None:
 
     parameters = set(inspect.signature(serve_function).parameters)
     readme = (APPS.parent.parent / "README.md").read_text(encoding="utf-8")
-    cli_only = {"keys", "workers"}  # serve() takes a keyring on the server and runs one process
+    cli_only = {"workers"}  # serve() runs one process
     renamed = {"allow_host": "allowed_hosts", "allow_origin": "allowed_origins",
                "cors_origin": "cors_origins", "trusted_proxy": "trusted_proxies"}  # fmt: skip
     for flag, env, _, _ in OPTIONS:

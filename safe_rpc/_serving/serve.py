@@ -183,6 +183,7 @@ def serve(
     *,
     http: str | None = "127.0.0.1:8000",
     tcp: str | None = None,
+    keys: str | None = None,
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
     allowed_hosts: Iterable[str] = (),
@@ -205,8 +206,9 @@ def serve(
     seconds to finish on shutdown (``ready_path`` answers 503 meanwhile). With a certificate,
     HTTP is HTTPS and TCP is TLS. The server's lifespan is entered before the first socket
     serves and left after draining. ``metrics`` is a HOST:PORT for Prometheus (its own
-    listener); ``otel`` turns on OpenTelemetry server spans. The other options are
-    ``ASGIApp``'s.
+    listener); ``otel`` turns on OpenTelemetry server spans; ``keys`` is a key file that
+    replaces the server's keyring (``SAFE_RPC_KEY_FILE`` for the command line). The other
+    options are ``ASGIApp``'s.
 
     Raises:
         ConfigError: for an unsafe or impossible configuration, a port in use, an unreadable
@@ -215,6 +217,8 @@ def serve(
     if http is None and tcp is None:
         raise ConfigError("nothing to serve: give an HTTP or a TCP address")
     check_numbers(grace=grace)
+    if keys is not None:
+        rpc.keyring = Keyring.from_file(keys)
     http_address = parse_address(http) if http else None
     tcp_address = parse_address(tcp) if tcp else None
     for address in (http_address, tcp_address):
