@@ -41,7 +41,7 @@ from ._core.errors import (
 )
 from ._core.limits import Limits
 from ._core.schemas import load_schema
-from ._ops import CallRecord, Observer
+from ._ops import AccessLog, CallRecord, Observer, OpenTelemetry, PrometheusMetrics
 from ._server.server import RPCServer
 from ._serving import serve
 from ._transports.http import ASGIApp
@@ -51,6 +51,7 @@ from ._version import __version__
 __all__ = [
     # serving
     "ASGIApp",
+    "AccessLog",
     "Authenticator",
     "CallRecord",
     "Context",
@@ -58,7 +59,9 @@ __all__ = [
     "Keyring",
     "Limits",
     "Observer",
+    "OpenTelemetry",
     "Principal",
+    "PrometheusMetrics",
     "RPCServer",
     "TCPServer",
     "load_schema",

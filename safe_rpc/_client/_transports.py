@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -79,18 +80,23 @@ def _not_a_frame(header: bytes) -> InvalidResponse:
 
 def _trace_headers() -> dict[str, str] | None:
     """W3C ``traceparent`` of the caller's current span, when OpenTelemetry is installed."""
-    if _inject is None:
+    inject = _propagator()
+    if inject is None:
         return None
     carrier: dict[str, str] = {}
-    _inject(carrier)
+    inject(carrier)
     return carrier or None
 
 
-_inject: Callable[[dict[str, str]], None] | None
-try:  # the otel extra: propagate the current trace to the server (W3C Trace Context)
-    from opentelemetry.propagate import inject as _inject
-except ImportError:  # pragma: no cover - the extra is not installed
-    _inject = None
+@functools.cache
+def _propagator() -> Callable[[dict[str, str]], None] | None:
+    # Looked up on the first request, not at import: loading OpenTelemetry's propagators
+    # scans entry points, which `import safe_rpc` should not pay for.
+    try:  # the otel extra: propagate the current trace to the server (W3C Trace Context)
+        from opentelemetry.propagate import inject
+    except ImportError:  # pragma: no cover - the extra is not installed
+        return None
+    return inject
 
 
 def _auth_frame(token: str) -> bytes:
