@@ -158,7 +158,7 @@ def test_every_option_is_a_flag_an_env_var_and_a_serve_parameter() -> None:
     cli_only = {"workers"}  # serve() runs one process
     renamed = {"allow_host": "allowed_hosts", "allow_origin": "allowed_origins",
                "cors_origin": "cors_origins", "trusted_proxy": "trusted_proxies"}  # fmt: skip
-    for flag, env, _, _ in OPTIONS:
+    for flag, env, *_ in OPTIONS:
         key = flag[2:].replace("-", "_")
         assert f"`{flag}`" in readme
         assert f"`{env}`" in readme

@@ -17,25 +17,79 @@ from .._core.errors import ConfigError
 from .._serving.serve import HTTPOptions, build_app, check_numbers, run_workers, serve
 from . import CLIError, subcommand
 
-#: flag, environment variable, kind ("str", "int", "float", "list", "bool"), help text.
-OPTIONS: tuple[tuple[str, str, str, str], ...] = (
-    ("--http", "SAFE_RPC_HTTP", "str", "HTTP address HOST:PORT (default 127.0.0.1:8000)"),
-    ("--tcp", "SAFE_RPC_TCP", "str", "framed TCP address HOST:PORT (off by default)"),
-    ("--keys", "SAFE_RPC_KEY_FILE", "str", "key file to verify tokens with (auth on)"),
-    ("--ssl-certfile", "SAFE_RPC_SSL_CERTFILE", "str", "serve HTTPS/TLS with this certificate"),
-    ("--ssl-keyfile", "SAFE_RPC_SSL_KEYFILE", "str", "private key of the certificate"),
-    ("--workers", "SAFE_RPC_WORKERS", "int", "HTTP worker processes (default 1)"),
-    ("--allow-host", "SAFE_RPC_ALLOW_HOSTS", "list", "Host name accepted besides loopback"),
-    ("--allow-origin", "SAFE_RPC_ALLOW_ORIGINS", "list", "Origin accepted (others get 403)"),
-    ("--cors-origin", "SAFE_RPC_CORS_ORIGINS", "list", "browser origin sent CORS headers"),
-    ("--trusted-proxy", "SAFE_RPC_TRUSTED_PROXIES", "list", "proxy whose X-Forwarded-For counts"),
-    ("--health-path", "SAFE_RPC_HEALTH_PATH", "str", "liveness path (default /healthz; '' off)"),
-    ("--ready-path", "SAFE_RPC_READY_PATH", "str", "readiness path (default /readyz; '' off)"),
-    ("--access-log", "SAFE_RPC_ACCESS_LOG", "str", "json, text or off (default off)"),
-    ("--metrics", "SAFE_RPC_METRICS", "str", "Prometheus listener HOST:PORT (own port)"),
-    ("--otel", "SAFE_RPC_OTEL", "bool", "OpenTelemetry server spans (1/true to enable)"),
-    ("--grace", "SAFE_RPC_GRACE", "float", "seconds in-flight calls get on shutdown (10)"),
-    ("--log-level", "SAFE_RPC_LOG_LEVEL", "str", "debug, info or warning (default info)"),
+#: flag, environment variable, kind ("str", "int", "float", "list", "bool"), metavar, help.
+OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
+    (
+        "--http",
+        "SAFE_RPC_HTTP",
+        "str",
+        "HOST:PORT",
+        "HTTP address HOST:PORT (default 127.0.0.1:8000)",
+    ),
+    ("--tcp", "SAFE_RPC_TCP", "str", "HOST:PORT", "framed TCP address HOST:PORT (off by default)"),
+    ("--keys", "SAFE_RPC_KEY_FILE", "str", "FILE", "key file to verify tokens with (auth on)"),
+    (
+        "--ssl-certfile",
+        "SAFE_RPC_SSL_CERTFILE",
+        "str",
+        "FILE",
+        "serve HTTPS/TLS with this certificate",
+    ),
+    ("--ssl-keyfile", "SAFE_RPC_SSL_KEYFILE", "str", "FILE", "private key of the certificate"),
+    ("--workers", "SAFE_RPC_WORKERS", "int", "N", "HTTP worker processes (default 1)"),
+    ("--allow-host", "SAFE_RPC_ALLOW_HOSTS", "list", "NAME", "Host name accepted besides loopback"),
+    (
+        "--allow-origin",
+        "SAFE_RPC_ALLOW_ORIGINS",
+        "list",
+        "ORIGIN",
+        "Origin accepted (others get 403)",
+    ),
+    (
+        "--cors-origin",
+        "SAFE_RPC_CORS_ORIGINS",
+        "list",
+        "ORIGIN",
+        "browser origin sent CORS headers",
+    ),
+    (
+        "--trusted-proxy",
+        "SAFE_RPC_TRUSTED_PROXIES",
+        "list",
+        "ADDRESS",
+        "proxy whose X-Forwarded-For counts",
+    ),
+    (
+        "--health-path",
+        "SAFE_RPC_HEALTH_PATH",
+        "str",
+        "PATH",
+        "liveness path (default /healthz; '' off)",
+    ),
+    (
+        "--ready-path",
+        "SAFE_RPC_READY_PATH",
+        "str",
+        "PATH",
+        "readiness path (default /readyz; '' off)",
+    ),
+    ("--access-log", "SAFE_RPC_ACCESS_LOG", "str", "FORMAT", "json, text or off (default off)"),
+    (
+        "--metrics",
+        "SAFE_RPC_METRICS",
+        "str",
+        "HOST:PORT",
+        "Prometheus listener HOST:PORT (own port)",
+    ),
+    ("--otel", "SAFE_RPC_OTEL", "bool", "", "OpenTelemetry server spans (1/true to enable)"),
+    (
+        "--grace",
+        "SAFE_RPC_GRACE",
+        "float",
+        "SECONDS",
+        "seconds in-flight calls get on shutdown (10)",
+    ),
+    ("--log-level", "SAFE_RPC_LOG_LEVEL", "str", "LEVEL", "debug, info or warning (default info)"),
 )
 
 _DEFAULTS: dict[str, Any] = {
@@ -66,21 +120,21 @@ examples:
 def add_parser(subparsers: Any) -> None:
     parser = subcommand(subparsers, "serve", "serve an RPCServer over HTTP/TCP", HELP, run)
     parser.add_argument("target", metavar="MODULE:ATTR", help="where the RPCServer is")
-    for flag, env, kind, text in OPTIONS:
+    for flag, env, kind, metavar, text in OPTIONS:
         help_text = f"{text} [{env}]"
         if kind == "list":
-            parser.add_argument(flag, action="append", metavar="VALUE", help=help_text)
+            parser.add_argument(flag, action="append", metavar=metavar, help=help_text)
         elif kind == "bool":
             parser.add_argument(flag, action="store_true", default=None, help=help_text)
         else:
-            parser.add_argument(flag, metavar=kind.upper(), help=help_text)
+            parser.add_argument(flag, metavar=metavar, help=help_text)
 
 
 def settings(args: argparse.Namespace, environ: dict[str, str] | None = None) -> dict[str, Any]:
     """Flag, else environment variable, else default; typed and checked."""
     env = os.environ if environ is None else environ
     out: dict[str, Any] = {}
-    for flag, name, kind, _ in OPTIONS:
+    for flag, name, kind, _, _ in OPTIONS:
         key = flag[2:].replace("-", "_")
         value = getattr(args, key)
         source = flag
