@@ -302,3 +302,23 @@ def test_deadline_and_frame_refusals_reach_the_metrics() -> None:
     value = metrics.registry.get_sample_value
     assert value("safe_rpc_refusals_total", {"limit": "header_timeout"}) == 1
     assert value("safe_rpc_refusals_total", {"limit": "tcp_preauth_frame_bytes"}) == 1
+
+
+def test_example_dashboard_queries_only_exported_metrics() -> None:
+    """examples/grafana-dashboard.json uses metric names the exporter really has."""
+    import json
+    import re
+
+    from servers import REPO_ROOT
+
+    dashboard = json.loads((REPO_ROOT / "examples" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {name for e in exprs for name in re.findall(r"safe_rpc_\w+", e)}
+    suffixes = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_count", "_sum"]}
+    exported = {
+        family.name + suffix
+        for family in PrometheusMetrics().registry.collect()
+        for suffix in suffixes[family.type]
+    }
+    assert used
+    assert used <= exported
