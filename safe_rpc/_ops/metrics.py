@@ -56,6 +56,10 @@ class PrometheusMetrics:
                 'metrics need the metrics extra: pip install "safe-rpc[metrics]"'
             ) from None
         self.registry = registry if registry is not None else prom.CollectorRegistry()
+        self._server: Any = None
+        # The labelled children per (method, code, transport): labels() costs a lock and a
+        # tuple per call, a dict lookup does not.
+        self._series: dict[tuple[str | None, int | None, str], tuple[Any, Any]] = {}
         self._prom = prom
         r = self.registry
         self.calls = prom.Counter(
@@ -88,13 +92,17 @@ class PrometheusMetrics:
         if rpc is not None:
             self.inflight.set_function(lambda: getattr(rpc, "inflight", 0))
             rpc.add_observer(self)  # type: ignore[attr-defined]
-        self._server: Any = None
 
     def __call__(self, record: CallRecord) -> None:
-        method = record.method or "_other"
-        code = "ok" if record.error_code is None else str(record.error_code)
-        self.calls.labels(method, code, record.transport).inc()
-        self.latency.labels(method).observe(record.duration)
+        key = (record.method, record.error_code, record.transport)
+        series = self._series.get(key)
+        if series is None:  # bounded: registered names x codes the server makes x transports
+            method = record.method or "_other"
+            code = "ok" if record.error_code is None else str(record.error_code)
+            series = self.calls.labels(method, code, record.transport), self.latency.labels(method)
+            self._series[key] = series
+        series[0].inc()
+        series[1].observe(record.duration)
         limit = LIMIT_OF_CODE.get(record.error_code) if record.error_code is not None else None
         if limit is not None:
             self.refusals.labels(limit).inc()
