@@ -7,10 +7,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from strategies import hostile_messages
 
 from safe_rpc import CallRecord, ConfigError, Context, Keyring, Limits, RPCServer
 from safe_rpc._ops import AccessLog
@@ -211,3 +214,43 @@ def test_lifespan_failure_is_one_config_error() -> None:
 
     with pytest.raises(ConfigError, match="lifespan failed at startup: OSError"):
         asyncio.run(main())
+
+
+def _observed_pair() -> tuple[RPCServer, RPCServer, list[CallRecord]]:
+    records: list[CallRecord] = []
+
+    def broken(record: CallRecord) -> None:
+        raise RuntimeError("observer bug")
+
+    plain = make_server()
+    observed = make_server(records.append, broken)
+    return plain, observed, records
+
+
+_PAIR = _observed_pair()
+_ERROR_ID = re.compile(rb'"error_id":"[0-9a-f]{16}"')
+
+
+def _same_ids(answer: bytes | None) -> bytes | None:
+    # An internal error carries a random error_id: the only part allowed to differ.
+    return None if answer is None else _ERROR_ID.sub(b'"error_id":"-"', answer)
+
+
+@settings(max_examples=300)
+@given(hostile_messages())
+def test_observed_dispatch_answers_exactly_like_unobserved(data: bytes) -> None:
+    """For any bytes a peer can send, observers (one of them broken) change no answer, and
+    every record names only registered methods and stays free of the message's content."""
+    plain, observed, records = _PAIR
+    records.clear()
+    logging.getLogger("safe_rpc.ops").disabled = True  # the broken observer's log lines
+    try:
+        assert _same_ids(observed.dispatch(data)) == _same_ids(plain.dispatch(data))
+    finally:
+        logging.getLogger("safe_rpc.ops").disabled = False
+    assert records  # every message gives at least one record
+    registered = set(observed.methods)
+    for record in records:
+        assert record.method is None or record.method in registered
+        assert record.request_bytes == len(data)
+        assert record.batch_size >= 1

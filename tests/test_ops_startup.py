@@ -92,10 +92,14 @@ def test_nonsensical_values_are_refused(args: list[str], needle: str) -> None:
     one_line_error(cli("serve", "ops_app:rpc", *args), needle)
 
 
-def test_workers_with_tcp_is_refused_not_silently_dropped() -> None:
-    """Issue 16: --workers 2 --tcp used to serve no TCP at all. Now it says so and stops."""
-    result = cli("serve", "ops_app:rpc", "--workers", "2", "--tcp", "127.0.0.1:0")
-    one_line_error(result, "--tcp needs a single process")
+@pytest.mark.parametrize(
+    "flag", [["--tcp", "127.0.0.1:0"], ["--metrics", "127.0.0.1:0"], ["--otel"]]
+)
+def test_workers_with_tcp_is_refused_not_silently_dropped(flag: list[str]) -> None:
+    """Issue 16: --workers 2 --tcp used to serve no TCP at all. Now it says so and stops
+    (likewise per-process metrics and tracing, which would each see one worker only)."""
+    result = cli("serve", "ops_app:rpc", "--workers", "2", *flag)
+    one_line_error(result, f"{flag[0]} needs a single process")
 
 
 def test_lifespan_failure_is_one_line_and_exit_2() -> None:
