@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent / "apps"))
 import ops_app
 from servers import APPS, cli, exchange, http_request, one_line_error, serve, started
 
-from safe_rpc import AsyncClient, Client, Keyring
+from safe_rpc import AsyncClient, Client, Keyring, TransportError
 
 ADD = b'{"jsonrpc":"2.0","method":"add","params":[2,3],"id":1}'
 
@@ -92,12 +92,10 @@ def test_nonsensical_values_are_refused(args: list[str], needle: str) -> None:
     one_line_error(cli("serve", "ops_app:rpc", *args), needle)
 
 
-@pytest.mark.parametrize(
-    "flag", [["--tcp", "127.0.0.1:0"], ["--metrics", "127.0.0.1:0"], ["--otel"]]
-)
+@pytest.mark.parametrize("flag", [["--tcp", "127.0.0.1:0"], ["--metrics", "127.0.0.1:0"]])
 def test_workers_with_tcp_is_refused_not_silently_dropped(flag: list[str]) -> None:
     """Issue 16: --workers 2 --tcp used to serve no TCP at all. Now it says so and stops
-    (likewise per-process metrics and tracing, which would each see one worker only)."""
+    (likewise metrics, which would each count one worker only)."""
     result = cli("serve", "ops_app:rpc", "--workers", "2", *flag)
     one_line_error(result, f"{flag[0]} needs a single process")
 
@@ -252,3 +250,36 @@ def test_sr40_trusted_proxy_flag_gives_each_client_its_own_failure_budget() -> N
         assert statuses[-1] == 429  # that client is over its budget...
         assert bad_token(server.port, "203.0.113.8") == 401  # ...another is not
         assert exchange(server.port, http_request(ADD))[0] == 200
+
+
+def test_workers_each_run_the_lifespan_access_log_and_tracing() -> None:
+    """Options reach every worker: lifespan state, --access-log, --otel (spans per process)."""
+    import json
+    import subprocess
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "safe_rpc", "serve", "ops_app:rpc", "--http",
+               f"127.0.0.1:{port}", "--workers", "2", "--access-log", "json", "--otel"]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=APPS, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with Client(f"http://127.0.0.1:{port}/", timeout=2) as client:
+                    assert client.pool() == "pool-1"
+                break
+            except TransportError:
+                assert time.monotonic() < deadline, "workers did not start"
+                time.sleep(0.2)
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert output.count("ops_app: lifespan entered") == 2
+    assert output.count("ops_app: lifespan left") == 2
+    lines = [json.loads(x) for x in output.splitlines() if x.startswith('{"method"')]
+    assert ("pool", None) in [(x["method"], x["code"]) for x in lines]

@@ -189,9 +189,10 @@ def run(args: argparse.Namespace) -> int:
         health_path=s["health_path"],
         ready_path=s["ready_path"],
         access_log=s["access_log"],
+        otel=bool(s["otel"]),
     )
     if s["workers"] > 1:
-        for flag in ("tcp", "metrics", "otel"):
+        for flag in ("tcp", "metrics"):
             if s[flag]:
                 # One TCP listener (or metrics registry) per process would be a different
                 # service per worker; say so instead of silently serving less.
@@ -229,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
         ready_path=options.ready_path,
         access_log=options.access_log,
         metrics=s["metrics"],
-        otel=bool(s["otel"]),
+        otel=options.otel,
         grace=s["grace"],
         log_level=s["log_level"],
     )

@@ -56,6 +56,7 @@ class HTTPOptions:
     health_path: str | None = "/healthz"
     ready_path: str | None = "/readyz"
     access_log: AccessLogFormat = "off"
+    otel: bool = False
 
     def app(self, rpc: RPCServer, readiness: Readiness | None = None) -> ASGIApp:
         try:
@@ -94,11 +95,17 @@ def build_app(spec: str, *, keys: str | None, options: HTTPOptions) -> ASGIApp:
     rpc = load_target(spec)
     if keys is not None:
         rpc.keyring = Keyring.from_file(keys)
-    install_access_log(rpc, options.access_log)
+    install_observers(rpc, options)
     return options.app(rpc)
 
 
-def install_access_log(rpc: RPCServer, fmt: AccessLogFormat) -> None:
+def install_observers(rpc: RPCServer, options: HTTPOptions) -> None:
+    """The access log and OpenTelemetry spans, as the options ask (each worker does this)."""
+    if options.otel:
+        from .._ops.tracing import OpenTelemetry
+
+        rpc.add_observer(OpenTelemetry())
+    fmt = options.access_log
     if fmt == "off":
         return
     if fmt not in ("json", "text"):
@@ -233,13 +240,10 @@ def serve(
         health_path=health_path,
         ready_path=ready_path,
         access_log=access_log,
+        otel=otel,
     )
     app = options.app(rpc, readiness)
-    install_access_log(rpc, access_log)
-    if otel:
-        from .._ops.tracing import OpenTelemetry
-
-        rpc.add_observer(OpenTelemetry())
+    install_observers(rpc, options)
     # Bind everything before serving anything: a port in use is one line, not a traceback.
     http_socket = bind_socket(*http_address, "HTTP") if http_address else None
     exporter = start_metrics(rpc, metrics)
