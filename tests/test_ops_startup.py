@@ -283,3 +283,30 @@ def test_workers_each_run_the_lifespan_access_log_and_tracing() -> None:
     assert output.count("ops_app: lifespan left") == 2
     lines = [json.loads(x) for x in output.splitlines() if x.startswith('{"method"')]
     assert ("pool", None) in [(x["method"], x["code"]) for x in lines]
+
+
+def test_settings_read_each_kind_from_the_environment_and_flags_win() -> None:
+    """The table's four kinds (text, number, list, switch), as plain function calls."""
+    from safe_rpc._cli import CLIError
+    from safe_rpc._cli.main import build_parser
+    from safe_rpc._cli.serve import settings
+
+    parser = build_parser()
+    env = {
+        "SAFE_RPC_WORKERS": "3",
+        "SAFE_RPC_GRACE": "2.5",
+        "SAFE_RPC_TRUSTED_PROXIES": "10.0.0.1, 10.0.0.2",
+        "SAFE_RPC_OTEL": "yes",
+        "SAFE_RPC_READY_PATH": "",  # empty: as if unset
+        "SAFE_RPC_HEALTH_PATH": "/live",
+    }
+    from_env = settings(parser.parse_args(["serve", "m:a"]), env)
+    assert (from_env["workers"], from_env["grace"], from_env["otel"]) == (3, 2.5, True)
+    assert from_env["trusted_proxy"] == ["10.0.0.1", "10.0.0.2"]
+    assert (from_env["health_path"], from_env["ready_path"]) == ("/live", "/readyz")
+    args = ["serve", "m:a", "--workers", "1", "--trusted-proxy", "10.9.9.9", "--ready-path", ""]
+    flagged = settings(parser.parse_args(args), env)
+    assert (flagged["workers"], flagged["trusted_proxy"]) == (1, ["10.9.9.9"])
+    assert flagged["ready_path"] is None  # '' on the command line turns the probe off
+    with pytest.raises(CLIError, match="SAFE_RPC_OTEL must be 1/true/yes or 0/false/no"):
+        settings(parser.parse_args(["serve", "m:a"]), {"SAFE_RPC_OTEL": "maybe"})
