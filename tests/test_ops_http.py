@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from servers import exchange, http_request, read_response
 from uvicorn_thread import running
 
-from safe_rpc import ASGIApp, Client, Context, Keyring, Limits, RPCServer
+from safe_rpc import ASGIApp, AsyncClient, Client, Context, Keyring, Limits, RPCServer
 from safe_rpc._ops.health import Readiness
 from safe_rpc._ops.metrics import PrometheusMetrics
 from safe_rpc._ops.tracing import OpenTelemetry, valid_traceparent
@@ -322,3 +322,36 @@ def test_example_dashboard_queries_only_exported_metrics() -> None:
     }
     assert used
     assert used <= exported
+
+
+def test_requests_refused_before_dispatch_are_records_too() -> None:
+    """Who was refused: a bad token or an oversized body over HTTP, a bad token over TCP,
+    each reach observers as one record (refused=True, method None) and the access log."""
+    from safe_rpc import CallRecord, TCPServer, Unauthenticated
+
+    records: list[CallRecord] = []
+    rpc = make_rpc()
+    rpc.add_observer(records.append)
+    with running(ASGIApp(rpc)) as port:
+        assert exchange(port, http_request(ADD, headers={"Authorization": "Bearer x"}))[0] == 401
+        assert exchange(port, http_request(b"x" * 4096))[0] == 413
+        assert exchange(port, http_request(ADD))[0] == 200
+
+    async def tcp_bad_token() -> None:
+        server = TCPServer(rpc)
+        _, tcp_port = await server.start("127.0.0.1", 0)
+        try:
+            with pytest.raises(Unauthenticated):
+                async with AsyncClient(f"tcp://127.0.0.1:{tcp_port}", token="x") as client:
+                    await client.add(1, 2)
+        finally:
+            await server.close(1.0)
+
+    asyncio.run(tcp_bad_token())
+    seen = [(r.refused, r.method, r.error_code, r.transport, r.client) for r in records]
+    assert seen == [
+        (True, None, -32001, "http", "127.0.0.1"),
+        (True, None, -32007, "http", "127.0.0.1"),
+        (False, "add", None, "http", "127.0.0.1"),
+        (True, None, -32001, "tcp", "127.0.0.1"),
+    ]

@@ -25,7 +25,7 @@ class AccessLog:
 
     Args:
         format: ``"json"`` (one JSON object per line: ``method``, ``subject``, ``transport``,
-            ``client``, ``code``, ``ms``, ``in``, ``out``, ``batch``) or ``"text"``.
+            ``client``, ``code``, ``ms``, ``in``, ``out``, ``batch``, ``refused``) or ``"text"``.
     """
 
     def __init__(self, format: Literal["json", "text"] = "json") -> None:
@@ -51,6 +51,7 @@ class AccessLog:
                     "in": record.request_bytes,
                     "out": record.response_bytes,
                     "batch": record.batch_size,
+                    "refused": record.refused,
                 },
                 separators=(",", ":"),
             )
@@ -61,6 +62,6 @@ class AccessLog:
             line = (
                 f"{record.transport} {client} {subject} {record.method or '-'} {code} "
                 f"{ms}ms in={record.request_bytes} out={record.response_bytes} "
-                f"batch={record.batch_size}"
+                f"batch={record.batch_size}{' refused' if record.refused else ''}"
             )
         self.logger.info("%s", line)

@@ -94,6 +94,8 @@ class PrometheusMetrics:
             rpc.add_observer(self)  # type: ignore[attr-defined]
 
     def __call__(self, record: CallRecord) -> None:
+        if record.refused:  # refused before dispatch: counted from its event, not a call
+            return
         key = (record.method, record.error_code, record.transport)
         series = self._series.get(key)
         if series is None:  # bounded: registered names x codes the server makes x transports

@@ -42,7 +42,7 @@ class CallRecord:
 
     A batch gives one record per element; a message refused before any element could be
     read (parse error, over a size or batch limit, an empty batch) gives one record with
-    ``method=None``.
+    ``method=None``, as does a request a transport refused before dispatch (``refused``).
 
     Attributes:
         method: the registered method name; None when the name is not registered or the
@@ -59,6 +59,8 @@ class CallRecord:
         request_id: the JSON-RPC id (cut to 64 characters), None for a notification.
         started_at: wall-clock start, seconds since the epoch.
         traceparent: the W3C trace context the HTTP request carried, when well formed.
+        refused: True when the transport refused the request before dispatch (a bad
+            token: -32001; a limit: its code); ``method`` is then None.
     """
 
     method: str | None
@@ -73,6 +75,7 @@ class CallRecord:
     request_id: str | int | float | None = None
     started_at: float = 0.0
     traceparent: str | None = None
+    refused: bool = False
 
 
 @runtime_checkable
@@ -142,6 +145,7 @@ class ObserverSet:
         request_bytes: int,
         batch_size: int,
         request_id: Any = None,
+        refused: bool = False,
     ) -> None:
         duration = time.perf_counter() - started
         record = CallRecord(
@@ -157,12 +161,23 @@ class ObserverSet:
             request_id=_bounded_id(request_id),
             started_at=time.time() - duration,
             traceparent=incoming_traceparent.get(),
+            refused=refused,
         )
         for observer in self._observers:
             try:
                 observer(record)
             except Exception:
                 self._failed(observer)
+
+    def refused(
+        self, transport: str, client: str | None, answer: bytes, limit: str | None = None
+    ) -> None:
+        """A transport refused a request before dispatch: ``limit`` names the ``Limits``
+        field, None means a failed authentication. Observers get a record (``refused``) and
+        event listeners the reason."""
+        self.event("auth_failed" if limit is None else "refused", limit or transport)
+        if self._observers:
+            self.emit(None, None, transport, client, answer, time.perf_counter(), 0, 1, None, True)
 
     def event(self, kind: str, label: str) -> None:
         """Something outside a call happened (a failed authentication, a refusal)."""

@@ -181,13 +181,13 @@ class ASGIApp:
             # over its failure budget gets 429 without any verification work.
             limiter = self.rpc.auth_limiter
             if limiter.blocked(client):
-                self.rpc.ops.event("refused", "auth_failures_per_minute")
+                self.rpc.ops.refused("http", client, _RATE_LIMITED, "auth_failures_per_minute")
                 return await _json(send, 429, _RATE_LIMITED, cors, close=True)
             try:
                 principal = self.rpc.authenticate(_bearer(authorization, self.limits))
             except Unauthenticated:
                 limiter.record_failure(client)
-                self.rpc.ops.event("auth_failed", "http")
+                self.rpc.ops.refused("http", client, _UNAUTHENTICATED)
                 extra = [*cors, (b"www-authenticate", b"Bearer")]
                 return await _json(send, 401, _UNAUTHENTICATED, extra, close=True)
 
@@ -195,20 +195,20 @@ class ASGIApp:
         if declared is not None and (
             not declared.isdigit() or int(declared) > self.limits.max_request_bytes
         ):
-            self.rpc.ops.event("refused", "max_request_bytes")
+            self.rpc.ops.refused("http", client, _TOO_LARGE, "max_request_bytes")
             return await _json(send, 413, _TOO_LARGE, cors, close=True)  # SR-04
         if self.rpc.inflight >= self.limits.max_inflight:
-            self.rpc.ops.event("refused", "max_inflight")
+            self.rpc.ops.refused("http", client, _BUSY, "max_inflight")
             return await _json(send, 503, _BUSY, cors, close=True)  # SR-45
 
         try:
             async with asyncio.timeout(self.limits.body_timeout):
                 body = await self._read_body(receive)
         except _TooLarge:
-            self.rpc.ops.event("refused", "max_request_bytes")
+            self.rpc.ops.refused("http", client, _TOO_LARGE, "max_request_bytes")
             return await _json(send, 413, _TOO_LARGE, cors, close=True)
         except TimeoutError:
-            self.rpc.ops.event("refused", "body_timeout")
+            self.rpc.ops.refused("http", client, _TIMEOUT, "body_timeout")
             return await _json(send, 408, _TIMEOUT, cors, close=True)
         if body is None:  # the client went away
             return None

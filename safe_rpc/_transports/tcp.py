@@ -54,8 +54,12 @@ AUTH_FAILURE_DELAY: Final = 0.2
 _READ_CHUNK: Final = 64 * 1024
 
 
+def _error_body(error: RPCError, id: Any = None) -> bytes:
+    return dumps_strict(error_response(error, id))
+
+
 def _error_frame(error: RPCError, id: Any = None) -> bytes:
-    return encode_frame(dumps_strict(error_response(error, id)))
+    return encode_frame(_error_body(error, id))
 
 
 class _Close(Exception):
@@ -187,7 +191,8 @@ class _Connection:
                 error = RequestTooLarge() if exc.too_large else InvalidRequest()
                 if exc.too_large:
                     limit = "max_request_bytes" if self.principal or self.anonymous else None
-                    self.rpc.ops.event("refused", limit or "tcp_preauth_frame_bytes")
+                    limit = limit or "tcp_preauth_frame_bytes"
+                    self.rpc.ops.refused("tcp", self.peer, _error_body(error), limit)
                 await self._write(_error_frame(error))
                 raise _Close from None
             if frame is not None:
@@ -218,8 +223,9 @@ class _Connection:
     async def _authenticate(self, frame: bytes, *, first: bool) -> None:
         limiter = self.rpc.auth_limiter
         if limiter.blocked(self.peer):
-            self.rpc.ops.event("refused", "auth_failures_per_minute")
-            await self._write(_error_frame(RateLimited()))
+            body = _error_body(RateLimited())
+            self.rpc.ops.refused("tcp", self.peer, body, "auth_failures_per_minute")
+            await self._write(encode_frame(body))
             raise _Close
         token, request_id = _auth_params(frame)
         try:
@@ -228,9 +234,10 @@ class _Connection:
             principal = self.rpc.authenticate(token)
         except Unauthenticated:
             limiter.record_failure(self.peer)
-            self.rpc.ops.event("auth_failed", "tcp")
+            body = _error_body(Unauthenticated(), request_id)
+            self.rpc.ops.refused("tcp", self.peer, body)
             await asyncio.sleep(AUTH_FAILURE_DELAY)
-            await self._write(_error_frame(Unauthenticated(), request_id))
+            await self._write(encode_frame(body))
             raise _Close from None
         self.principal = principal
         self.frames.max_frame = self.limits.max_request_bytes
