@@ -42,6 +42,7 @@ from ._core.errors import (
 from ._core.limits import Limits
 from ._core.schemas import load_schema
 from ._discovery.stubs import StubError, generate_stubs
+from ._ops import AccessLog, CallRecord, Observer, OpenTelemetry, PrometheusMetrics
 from ._server.server import RPCServer
 from ._serving import serve
 from ._transports.http import ASGIApp
@@ -50,17 +51,22 @@ from ._version import __version__
 
 __all__ = [
     # serving
+    "ASGIApp",
+    "AccessLog",
+    "Authenticator",
+    "CallRecord",
     "Context",
     "FailedAuthLimiter",
     "Keyring",
     "Limits",
+    "Observer",
+    "OpenTelemetry",
     "Principal",
+    "PrometheusMetrics",
     "RPCServer",
     "load_schema",
     "serve",
     # transports and the authenticator interface (for mounting and custom credentials)
-    "ASGIApp",
-    "Authenticator",
     "TCPServer",
     # clients
     "AsyncClient",

@@ -39,8 +39,9 @@ class Server:
             self.process.kill()
             code = self.process.wait(5)
         assert self.process.stdout is not None
-        self.output.extend(self.process.stdout.read().splitlines())
-        self.process.stdout.close()
+        if not self.process.stdout.closed:  # a test may stop the server before the fixture
+            self.output.extend(self.process.stdout.read().splitlines())
+            self.process.stdout.close()
         return code
 
 
@@ -86,6 +87,27 @@ def started(
         # (coverage's subprocess patch) keeps what the server process executed; stop()
         # falls back to SIGKILL if the drain takes too long.
         server.stop(signal.SIGTERM, timeout=10.0)
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``safe-rpc ARGS`` from tests/apps (extra environment variables in ``env``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "safe_rpc", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=APPS,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """A startup mistake: exit status 2 and one line on stderr naming the cause."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
 
 
 def connect(port: int, timeout: float = 10.0) -> socket.socket:

@@ -47,3 +47,10 @@ def test_adversarial_attacks_smoke() -> None:
     out = run("benchmarks/adversarial.py", *args)
     assert "| none (quiet) | 100.0% of" in out
     assert "smuggle: attacker saw" in out
+
+
+def test_observers_benchmark_smoke() -> None:
+    """observers.py measures every observer configuration in process (HTTP part skipped)."""
+    out = run("benchmarks/observers.py", "--rounds", "1", "--calls", "200", "--no-http")
+    for name in ("no observer", "one no-op observer", "access log", "Prometheus", "OpenTelemetry"):
+        assert f"| {name}" in out

@@ -13,21 +13,11 @@ from pathlib import Path
 
 import pytest
 import trustme
-from servers import APPS, http_request, read_response, serve
+from servers import APPS, cli, http_request, one_line_error, read_response, serve
 
 from safe_rpc import Keyring
 
 ADD = b'{"jsonrpc":"2.0","method":"add","params":[2,3],"id":1}'
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "safe_rpc", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=APPS,
-    )
 
 
 @pytest.mark.parametrize(
@@ -45,11 +35,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 )
 def test_startup_errors_are_one_line(args: list[str], message: str) -> None:
     """Every startup mistake is one clear line on stderr and exit status 2, no traceback."""
-    result = cli(*args)
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    one_line_error(cli(*args), message)
 
 
 def test_sr41_public_bind_with_keys_starts(tmp_path: Path) -> None:

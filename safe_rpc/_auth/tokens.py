@@ -356,8 +356,6 @@ class Keyring:
             raw = file.read_bytes()
         except OSError as exc:
             raise ConfigError(f"cannot read key file {file}: {exc.strerror}") from None
-        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(f"key file {file} is readable by others; run: chmod 600 {file}")
         try:
             data = KEY_FILE_JSON.loads(raw)
             keys = {kid: bytes.fromhex(hexkey) for kid, hexkey in data["keys"].items()}
@@ -367,8 +365,12 @@ class Keyring:
                 options.setdefault("max_lifetime", int(data["max_lifetime"]))
         except (JSONError, KeyError, TypeError, ValueError, AttributeError):
             raise ConfigError(
-                f"key file {file} is not a safe_rpc key file (make one: safe-rpc keygen)"
+                f"{file} is not a key file (make one: safe-rpc keygen --out FILE)"
             ) from None
+        # Checked after the content: a file that is not a key file (README.md) is named as
+        # such instead of getting chmod advice.
+        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(f"key file {file} is readable by others; run: chmod 600 {file}")
         return cls(keys, audience=audience, active=active, **options)
 
     def to_file(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ examples:
   safe-rpc call http://127.0.0.1:8000/ add 2 3
   safe-rpc call http://127.0.0.1:8000/ notes.add text='"hello"' --token-file dev.token
   safe-rpc call tcp://127.0.0.1:9000 stats.mean '[1.5, 2.5]'
+  safe-rpc call https://rpc.example.com/ add 2 3 --ca ca.pem
 """
 
 
@@ -34,6 +37,39 @@ def add_parser(subparsers: Any) -> None:
     group.add_argument("--token", help="bearer token (visible in the process list!)")
     group.add_argument("--token-file", help="file holding the bearer token")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    parser.add_argument(
+        "--ca", metavar="FILE", help="PEM file of the CA that signed the server's certificate"
+    )
+
+
+# RFC 6750 section 2.1 b64token: what a bearer token may contain, on one line.
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def read_token_file(path: str) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise CLIError(f"cannot read {path}: {reason}") from None
+    if not _TOKEN.fullmatch(text):
+        hint = ""
+        if '"keys"' in text:
+            hint = f" (this is a key file: make a token with `safe-rpc token --keys {path} ...`)"
+        raise CLIError(
+            f"{path} is not a token file: it should hold one bearer token, as "
+            f"`safe-rpc token` prints{hint}"
+        )
+    return text
+
+
+def ca_context(path: str) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        raise CLIError(f"cannot read the CA file {path}: no such file") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise CLIError(f"{path} is not a PEM CA certificate ({type(exc).__name__})") from None
 
 
 def _value(text: str) -> Any:
@@ -64,12 +100,12 @@ def run(args: argparse.Namespace) -> int:
     positional, named = parse_arguments(args.args)
     token = args.token
     if args.token_file:
-        try:
-            token = Path(args.token_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise CLIError(f"cannot read {args.token_file}: {exc.strerror}") from None
+        token = read_token_file(args.token_file)
+    elif token is not None and not _TOKEN.fullmatch(token):
+        raise CLIError("--token is not a bearer token (one line, as `safe-rpc token` prints)")
+    context = ca_context(args.ca) if args.ca else None
     try:
-        with Client(args.url, token=token, timeout=args.timeout) as client:
+        with Client(args.url, token=token, timeout=args.timeout, ssl=context) as client:
             result = client.call(args.method, *positional, **named)
     except ConfigError as exc:  # a URL the client cannot use
         raise CLIError(str(exc)) from None

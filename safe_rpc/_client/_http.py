@@ -22,6 +22,7 @@ import ssl as ssl_module
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import httpcore
 
@@ -33,6 +34,7 @@ from .._core.errors import (
     ServerBusy,
     TransportError,
 )
+from ._transports import _cause, _trace_headers
 
 __all__ = ["AsyncHTTPTransport", "HTTPTransport"]
 
@@ -130,6 +132,25 @@ def _request_headers(token: str | None) -> list[tuple[bytes, bytes]]:
     return headers
 
 
+def _with_trace(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The request headers plus the caller's W3C ``traceparent`` when OpenTelemetry is on."""
+    trace = _trace_headers()
+    if not trace:
+        return headers
+    return headers + [
+        (name.encode("latin-1"), value.encode("latin-1")) for name, value in trace.items()
+    ]
+
+
+def _failure(exc: BaseException, url: str) -> str:
+    """A transport failure in words that name its cause (refused, TLS, DNS) and the peer."""
+    if isinstance(exc, httpcore.ConnectError | ssl_module.SSLError | ConnectionError):
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return _cause(exc, f"{parts.hostname}:{port}")
+    return f"HTTP transport failed: {type(exc).__name__}"
+
+
 def _timeouts(timeout: float) -> dict[str, Any]:
     return {"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}}
 
@@ -208,7 +229,7 @@ class HTTPTransport:
             with self._pool.stream(
                 "POST",
                 self.url,
-                headers=self._headers,
+                headers=_with_trace(self._headers),
                 content=data,
                 extensions=_timeouts(self.timeout),
             ) as response:
@@ -217,7 +238,7 @@ class HTTPTransport:
         except (httpcore.TimeoutException, TimeoutError):
             raise TransportError("the call timed out") from None
         except _FAILURES as exc:
-            raise TransportError(f"HTTP transport failed: {type(exc).__name__}") from None
+            raise TransportError(_failure(exc, self.url)) from None
         finally:
             _DEADLINE.reset(deadline)
         return _answer(response, body)
@@ -243,7 +264,7 @@ class AsyncHTTPTransport:
                 self._pool.stream(
                     "POST",
                     self.url,
-                    headers=self._headers,
+                    headers=_with_trace(self._headers),
                     content=data,
                     extensions=_timeouts(self.timeout),
                 ) as response,
@@ -253,7 +274,7 @@ class AsyncHTTPTransport:
         except (httpcore.TimeoutException, TimeoutError):
             raise TransportError("the call timed out") from None
         except _FAILURES as exc:
-            raise TransportError(f"HTTP transport failed: {type(exc).__name__}") from None
+            raise TransportError(_failure(exc, self.url)) from None
         return _answer(response, body)
 
     async def close(self) -> None:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import ssl as ssl_module
 import time
+from collections.abc import Callable
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -39,6 +41,53 @@ def parse_url(url: str) -> tuple[str, str, int]:
     if not parts.hostname or port is None:
         raise ConfigError(f"{url!r} needs a host and a port, e.g. tcp://127.0.0.1:9000")
     return parts.scheme, parts.hostname, port
+
+
+def _cause(exc: BaseException, where: str) -> str:
+    """What went wrong, in words a user can act on (the exception chain's root cause)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl_module.SSLCertVerificationError):
+            # The reason is OpenSSL's own text about our verification, not the peer's.
+            return f"TLS verification failed: {seen.verify_message or seen.reason}"
+        if isinstance(seen, ConnectionRefusedError):
+            return f"connection refused to {where}"
+        if isinstance(seen, socket.gaierror):
+            return f"cannot resolve the host of {where}"
+        if isinstance(seen, ssl_module.SSLError):
+            return f"TLS handshake with {where} failed: {seen.reason or type(seen).__name__}"
+        seen = seen.__cause__ or seen.__context__
+    return f"connection to {where} failed: {type(exc).__name__}"
+
+
+def _not_a_frame(header: bytes) -> InvalidResponse:
+    if header == b"HTTP":  # an HTTP server's status line read as a length prefix
+        return InvalidResponse(
+            "the server did not answer with a JSON-RPC frame; is this an HTTP port? "
+            "(use an http:// URL for it)"
+        )
+    return InvalidResponse("response frame larger than max_response_bytes")
+
+
+def _trace_headers() -> dict[str, str] | None:
+    """W3C ``traceparent`` of the caller's current span, when OpenTelemetry is installed."""
+    inject = _propagator()
+    if inject is None:
+        return None
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier or None
+
+
+@functools.cache
+def _propagator() -> Callable[[dict[str, str]], None] | None:
+    # Looked up on the first request, not at import: loading OpenTelemetry's propagators
+    # scans entry points, which `import safe_rpc` should not pay for.
+    try:  # the otel extra: propagate the current trace to the server (W3C Trace Context)
+        from opentelemetry.propagate import inject
+    except ImportError:  # pragma: no cover - the extra is not installed
+        return None
+    return inject
 
 
 def _auth_frame(token: str) -> bytes:
@@ -76,6 +125,11 @@ class _TCPSettings(_Settings):
         scheme, self.host, self.port = parse_url(self.url)
         self.ssl = (self.ssl or ssl_module.create_default_context()) if scheme == "tls" else None
 
+    def _failure(self, exc: BaseException) -> str:
+        if isinstance(exc, EOFError | asyncio.IncompleteReadError):
+            return "the server closed the connection"
+        return _cause(exc, f"{self.host}:{self.port}")
+
 
 class TCPTransport(_TCPSettings):
     """Sync framed TCP (or TLS): one persistent connection, one message at a time."""
@@ -99,7 +153,7 @@ class TCPTransport(_TCPSettings):
             raise TransportError("the call timed out") from None
         except (OSError, EOFError) as exc:
             self.close()
-            raise TransportError(f"TCP transport failed: {type(exc).__name__}") from None
+            raise TransportError(self._failure(exc)) from None
 
     def _connect(self, deadline: _Deadline) -> socket.socket:
         sock = socket.create_connection((self.host, self.port), timeout=deadline.left())
@@ -118,10 +172,11 @@ class TCPTransport(_TCPSettings):
         return sock
 
     def _read_frame(self, sock: socket.socket, deadline: _Deadline) -> bytes:
-        length = int.from_bytes(_recv_exactly(sock, HEADER, deadline), "big")
+        header = _recv_exactly(sock, HEADER, deadline)
+        length = int.from_bytes(header, "big")
         if not 0 < length <= self.cap:  # checked before anything is allocated for it
             self.close()
-            raise InvalidResponse("response frame larger than max_response_bytes")
+            raise _not_a_frame(header)
         return _recv_exactly(sock, length, deadline)
 
     def close(self) -> None:
@@ -204,7 +259,7 @@ class AsyncTCPTransport(_TCPSettings):
             raise TransportError("the call timed out") from None
         except (OSError, asyncio.IncompleteReadError) as exc:
             await self.close()
-            raise TransportError(f"TCP transport failed: {type(exc).__name__}") from None
+            raise TransportError(self._failure(exc)) from None
         finally:
             if key is not None:
                 self._forget(key)
@@ -236,9 +291,10 @@ class AsyncTCPTransport(_TCPSettings):
             return writer
 
     async def _read_frame(self, reader: asyncio.StreamReader) -> bytes:
-        length = int.from_bytes(await reader.readexactly(HEADER), "big")
+        header = await reader.readexactly(HEADER)
+        length = int.from_bytes(header, "big")
         if not 0 < length <= self.cap:
-            raise InvalidResponse("response frame larger than max_response_bytes")
+            raise _not_a_frame(header)
         return await reader.readexactly(length)
 
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:

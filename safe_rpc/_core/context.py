@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["Context", "Principal"]
+__all__ = ["EMPTY_STATE", "Context", "Principal"]
+
+EMPTY_STATE: Final[Mapping[str, Any]] = types.MappingProxyType({})
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +49,8 @@ class Context:
         method: the registered name that was called.
         transport: ``"inprocess"``, ``"http"`` or ``"tcp"``.
         client: the peer address as the transport saw it, when there is one.
+        state: the mapping the server's ``lifespan`` yielded in this process (database
+            pools, clients); empty without a lifespan.
     """
 
     principal: Principal | None
@@ -54,3 +59,4 @@ class Context:
     method: str
     transport: str = "inprocess"
     client: str | None = None
+    state: Mapping[str, Any] = dataclasses.field(default_factory=lambda: EMPTY_STATE)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
+from time import perf_counter
 from typing import Any, Final
 
 from .authn import Authenticator
-from .context import Context, Principal
+from .context import EMPTY_STATE, Context, Principal
 from .errors import (
     DEFAULT_ERRORS,
     BatchTooLarge,
@@ -115,6 +116,11 @@ class Pipeline:
         self._json = self.limits.parser()
         #: Answers ``rpc.discover`` with the encoded document for a caller (set by RPCServer).
         self.discover_answer: Callable[[Principal | None], bytes] | None = None
+        #: Called once per finished call when observers are installed (``RPCServer`` sets
+        #: it from ``safe_rpc._ops``); None costs one check per message.
+        self._emit: Callable[..., None] | None = None
+        #: What ``RPCServer(lifespan=...)`` yielded in this process (``Context.state``).
+        self.state: Mapping[str, Any] = EMPTY_STATE
 
     def authenticate(self, token: str) -> Principal:
         """Verify a bearer token with the keyring.
@@ -142,8 +148,6 @@ class Pipeline:
 
     # -- dispatch -------------------------------------------------------------------------------
 
-    # -- dispatch -------------------------------------------------------------------------------
-
     def _guarded_flow(
         self,
         data: bytes,
@@ -155,11 +159,36 @@ class Pipeline:
         # The last line of defence for "never raises for anything the peer sent": a bug in
         # the pipeline becomes one logged internal error, not an exception in a transport.
         try:
-            return (yield from self._flow(data, token, principal, transport, client))
+            if self._emit is None:  # no observer: this is the whole cost of the feature
+                return (
+                    yield from self._flow(data, token, principal, transport, client, self._element)
+                )
+            return (yield from self._observed_flow(data, token, principal, transport, client))
         except Exception:
             error_id = secrets.token_hex(8)
             logger.exception("safe_rpc pipeline failure; error_id=%s", error_id)
             return _INTERNAL_ERROR
+
+    def _observed_flow(
+        self,
+        data: bytes,
+        token: str | None,
+        principal: Principal | None,
+        transport: str,
+        client: str | None,
+    ) -> _Flow:
+        emit = self._emit
+        assert emit is not None
+        started = perf_counter()
+        watch = _Watch(self)
+        answer = yield from self._flow(data, token, principal, transport, client, watch.element)
+        if not watch.seen:  # refused before any element was read: one record, no method
+            emit(None, None, transport, client, answer, started, len(data), 1)
+        for method, who, piece, began, request_id in watch.seen:
+            emit(
+                method, who, transport, client, piece, began, len(data), len(watch.seen), request_id
+            )
+        return answer
 
     def _flow(
         self,
@@ -168,6 +197,7 @@ class Pipeline:
         principal: Principal | None,
         transport: str,
         client: str | None,
+        step: Callable[[Any, _Auth, str, str | None, bool], _Flow],
     ) -> _Flow:
         limits = self.limits
         if len(data) > limits.max_request_bytes:
@@ -179,7 +209,7 @@ class Pipeline:
             return _PARSE_ERROR  # section 5.1: id is null when it cannot be detected
         auth = self._resolve_auth(token, principal)
         if type(message) is not list:
-            piece = yield from self._element(message, auth, transport, client, False)
+            piece = yield from step(message, auth, transport, client, False)
             if piece is not None and len(piece) > limits.max_response_bytes:
                 piece = self._encode_error(ResponseTooLarge(), _request_id(message))
             return piece
@@ -195,7 +225,7 @@ class Pipeline:
         for element in message:
             # Once the answer is over the response cap, later requests are not executed:
             # their work could never be delivered.
-            piece = yield from self._element(element, auth, transport, client, budget < 0)
+            piece = yield from step(element, auth, transport, client, budget < 0)
             if piece is None:
                 continue
             budget -= len(piece) + 1
@@ -240,6 +270,7 @@ class Pipeline:
                 method=spec.name,
                 transport=transport,
                 client=client,
+                state=self.state,
             )
         args, kwargs = spec.call_args(kwargs, context)  # type: ignore[arg-type]
         outcome = yield Call(spec, args, kwargs)
@@ -322,6 +353,32 @@ class Pipeline:
         return Failure(self._internal_error(spec.name, exc))
 
     # -- drivers -------------------------------------------------------------------------------
+
+
+class _Watch:
+    """Notes each element's outcome for the observers (only when some are installed)."""
+
+    __slots__ = ("pipeline", "seen")
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.seen: list[tuple[str | None, Principal | None, bytes | None, float, Any]] = []
+
+    def element(
+        self, element: Any, auth: _Auth, transport: str, client: str | None, exhausted: bool
+    ) -> _Flow:
+        began = perf_counter()
+        piece = yield from self.pipeline._element(element, auth, transport, client, exhausted)
+        request = classify(element)
+        method = request_id = None
+        if type(request) is Request:
+            # Only a registered name is reported: a name from the wire never reaches a log
+            # line or a metrics label unless the server defined it.
+            method = request.method if request.method in self.pipeline._methods else None
+            request_id = None if request.id is NO_ID else request.id
+        who = auth if isinstance(auth, Principal) else None
+        self.seen.append((method, who, piece, began, request_id))
+        return piece
 
 
 def _request_id(element: Any) -> Any:

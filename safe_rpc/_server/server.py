@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .._auth.limiter import FailedAuthLimiter
@@ -23,6 +24,8 @@ from .._core.logs import log_safe
 from .._core.pipeline import Call, Failure, Pipeline
 from .._core.registry import MethodSpec, build_method
 from .._discovery import Discovery
+from .._ops import CallRecord, Lifespan, ObserverSet, running
+from .._ops.health import Readiness
 
 if TYPE_CHECKING:
     from .._transports.http import ASGIApp
@@ -64,6 +67,13 @@ class RPCServer(Pipeline):
         title, version: the ``info`` of the OpenRPC document ``rpc.discover`` answers.
         discover: answer the reserved ``rpc.discover`` (on by default; each caller sees only
             the methods it may call). ``False`` makes it an unknown method like any other.
+        observers: callables that receive a ``safe_rpc.CallRecord`` per finished call
+            (never params or results); one that raises is logged and changes nothing.
+        lifespan: called with this server, returns an async context manager entered in
+            each serving process before it serves and left after it drained; the mapping
+            it yields is ``ctx.state`` in handlers.
+        readiness: a sync or async callable, True when the service's dependencies answer
+            (a shared store's ``ping``); ``GET /readyz`` asks it. Default: always ready.
     """
 
     def __init__(
@@ -77,6 +87,9 @@ class RPCServer(Pipeline):
         title: str = "safe_rpc service",
         version: str = "0.0.0",
         discover: bool = True,
+        observers: Iterable[Callable[[CallRecord], None]] = (),
+        lifespan: Lifespan | None = None,
+        readiness: Readiness | None = None,
     ) -> None:
         super().__init__(
             keyring=keyring, limits=limits, reveal_forbidden=reveal_forbidden, errors=errors
@@ -85,6 +98,12 @@ class RPCServer(Pipeline):
         self.discovery = Discovery(self._methods.values, title=title, version=version)
         if discover:
             self.discover_answer = self.discovery.answer
+        #: The observers; transports report events outside calls to it (``ops.event``).
+        self.ops = ObserverSet(observers)
+        self._emit = self.ops.emit if self.ops else None
+        self.lifespan = lifespan
+        #: Asked by ``GET /readyz`` unless the ``ASGIApp`` was given its own check.
+        self.readiness = readiness
         #: Failed authentications per caller source, shared by the transports (SR-40).
         self.auth_limiter = auth_limiter or FailedAuthLimiter(self.limits.auth_failures_per_minute)
         self._inflight = 0
@@ -138,6 +157,22 @@ class RPCServer(Pipeline):
             return f
 
         return register(func) if func is not None else register
+
+    def add_observer(self, observer: Callable[[CallRecord], None]) -> None:
+        """Install one more observer (``safe-rpc serve --access-log/--metrics`` use this)."""
+        self.ops.add(observer)
+        self._emit = self.ops.emit
+
+    def running(self) -> AbstractAsyncContextManager[None]:
+        """Enter this server's lifespan (a no-op without one) for the block's duration.
+
+        ``safe-rpc serve`` and ``ASGIApp`` call it; call it yourself when you drive
+        ``dispatch_async`` from your own event loop.
+
+        Raises:
+            ConfigError: the lifespan failed at startup (one line naming the exception).
+        """
+        return running(self, self.lifespan)
 
     @property
     def inflight(self) -> int:

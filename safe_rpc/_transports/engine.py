@@ -33,8 +33,10 @@ and 6.3: SR-21); both answers close the connection, so nothing pipelined behind 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import logging
+import socket
 from typing import Any, Final
 
 import h11
@@ -44,6 +46,7 @@ from .._core.errors import ServerBusy
 from .._core.json import dumps_strict
 from .._core.limits import Limits
 from .._core.protocol import error_response
+from .._ops.gauges import OPEN_CONNECTIONS
 
 __all__ = ["DeadlineH11Protocol", "config_options"]
 
@@ -118,6 +121,14 @@ class DeadlineH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
+        OPEN_CONNECTIONS["http"] += 1
+        # uvicorn's worker processes listen on a socket made without IPPROTO_TCP, so asyncio
+        # leaves Nagle on; headers and body go out in two writes and the second waits for a
+        # delayed ACK (~40 ms per answer). Small answers must leave at once.
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self._over_client_cap():
             # debug, not info: a connect flood must not become a log flood
             logger.debug("refusing a connection: its address holds too many already")
@@ -212,6 +223,7 @@ class DeadlineH11Protocol(H11Protocol):
         if self._write_deadline is not None:
             self._write_deadline.cancel()
             self._write_deadline = None
+        OPEN_CONNECTIONS["http"] -= 1
         super().connection_lost(exc)
 
     def _close(self) -> None:
@@ -239,6 +251,10 @@ class DeadlineH11Protocol(H11Protocol):
     def _abort(self, phase: str) -> None:
         self._deadline = self._write_deadline = None
         logger.info("aborting a connection that missed its %s deadline", phase)
+        if phase != "write":
+            rpc = getattr(self.app, "rpc", None)  # our ASGIApp: count it for the metrics
+            if rpc is not None:
+                rpc.ops.event("refused", "body_timeout" if phase == "body" else "header_timeout")
         self.transport.abort()
 
 

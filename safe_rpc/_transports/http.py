@@ -15,6 +15,7 @@ sent (SR-46), and no CORS header is sent unless origins were allowed explicitly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -32,6 +33,9 @@ from .._core.errors import (
 from .._core.json import dumps_strict
 from .._core.logs import log_safe
 from .._core.protocol import error_response
+from .._ops.health import Readiness, is_ready, probe_answer
+from .._ops.record import incoming_traceparent
+from .._ops.tracing import valid_traceparent
 
 if TYPE_CHECKING:
     from .._server.server import RPCServer
@@ -92,6 +96,19 @@ class ASGIApp:
             header is ever sent.
         trusted_proxies: peer addresses whose ``X-Forwarded-For`` names the real client (for
             rate limiting); none by default.
+        allowed_origins: when given, a request whose ``Origin`` header is neither in it nor
+            in ``cors_origins`` is refused with 403 (requests without ``Origin``, from
+            non-browser clients, are unaffected). Default: no ``Origin`` check.
+        health_path: ``GET`` answers 200 ``ok`` while serving (None turns it off).
+        ready_path: ``GET`` answers 200 ``ok`` when ``readiness`` says so and the server is
+            not draining, else 503 (None turns it off).
+        readiness: a sync or async callable returning True when the service's dependencies
+            answer (for example a shared store's ``ping``); default: the server's own
+            ``RPCServer(readiness=...)``, else always ready.
+
+    Mounted in another ASGI app, paths are relative to the mount point. The host app's
+    lifespan must enter ``lifespan_context()`` (Starlette and FastAPI do not pass lifespan
+    events to mounted apps); run on its own, the app handles ``lifespan`` events itself.
     """
 
     def __init__(
@@ -101,6 +118,10 @@ class ASGIApp:
         allowed_hosts: Iterable[str] | None = None,
         cors_origins: Iterable[str] = (),
         trusted_proxies: Iterable[str] = (),
+        allowed_origins: Iterable[str] | None = None,
+        health_path: str | None = "/healthz",
+        ready_path: str | None = "/readyz",
+        readiness: Readiness | None = None,
     ) -> None:
         self.rpc = rpc
         self.limits = rpc.limits
@@ -110,23 +131,39 @@ class ASGIApp:
         if "*" in self.cors_origins:
             raise ConfigError("cors_origins cannot be '*': list the origins that may call")
         self.trusted_proxies = frozenset(str(ipaddress.ip_address(p)) for p in trusted_proxies)
+        self.allowed_origins = (
+            None if allowed_origins is None else frozenset(allowed_origins) | self.cors_origins
+        )
+        self.health_path = health_path
+        self.ready_path = ready_path
+        self.readiness = readiness
+        #: Set when shutdown began (SIGTERM): ``ready_path`` answers 503 from then on.
+        self.draining = False
+
+    def lifespan_context(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """The server's lifespan, for a host app's own lifespan to enter (FastAPI, Starlette)."""
+        return self.rpc.running()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             await self._http(scope, receive, send)
         elif kind == "lifespan":
-            await _lifespan(receive, send)
+            await self._lifespan(receive, send)
         elif kind == "websocket":  # not served: refuse the handshake
             await send({"type": "websocket.close", "code": 1008})
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method in ("GET", "HEAD") and await self._probe(scope, send, method == "HEAD"):
+            return None
         headers = _headers(scope)
         origin = headers.get(b"origin")
         cors = self._cors(origin)
         if not self._host_allowed(headers.get(b"host")):
             return await _plain(send, 403, b"host not allowed", cors)
-        method = scope["method"]
+        if not self._origin_allowed(origin):
+            return await _plain(send, 403, b"origin not allowed", cors)
         if method == "OPTIONS" and cors:
             return await _preflight(send, cors)
         if method != "POST":
@@ -145,11 +182,13 @@ class ASGIApp:
             # over its failure budget gets 429 without any verification work.
             limiter = self.rpc.auth_limiter
             if limiter.blocked(client):
+                self.rpc.ops.refused("http", client, _RATE_LIMITED, "auth_failures_per_minute")
                 return await _json(send, 429, _RATE_LIMITED, cors, close=True)
             try:
                 principal = self.rpc.authenticate(_bearer(authorization, self.limits))
             except Unauthenticated:
                 limiter.record_failure(client)
+                self.rpc.ops.refused("http", client, _UNAUTHENTICATED)
                 extra = [*cors, (b"www-authenticate", b"Bearer")]
                 return await _json(send, 401, _UNAUTHENTICATED, extra, close=True)
 
@@ -157,19 +196,25 @@ class ASGIApp:
         if declared is not None and (
             not declared.isdigit() or int(declared) > self.limits.max_request_bytes
         ):
+            self.rpc.ops.refused("http", client, _TOO_LARGE, "max_request_bytes")
             return await _json(send, 413, _TOO_LARGE, cors, close=True)  # SR-04
         if self.rpc.inflight >= self.limits.max_inflight:
+            self.rpc.ops.refused("http", client, _BUSY, "max_inflight")
             return await _json(send, 503, _BUSY, cors, close=True)  # SR-45
 
         try:
             async with asyncio.timeout(self.limits.body_timeout):
                 body = await self._read_body(receive)
         except _TooLarge:
+            self.rpc.ops.refused("http", client, _TOO_LARGE, "max_request_bytes")
             return await _json(send, 413, _TOO_LARGE, cors, close=True)
         except TimeoutError:
+            self.rpc.ops.refused("http", client, _TIMEOUT, "body_timeout")
             return await _json(send, 408, _TIMEOUT, cors, close=True)
         if body is None:  # the client went away
             return None
+        if self.rpc.ops:  # observers see the caller's trace context (W3C Trace Context)
+            incoming_traceparent.set(valid_traceparent(headers.get(b"traceparent")))
         answer = await self.rpc.dispatch_async(
             body, principal=principal, transport="http", client=client
         )
@@ -178,6 +223,39 @@ class ASGIApp:
             await send({"type": "http.response.body", "body": b""})
             return None
         return await _json(send, 200, answer, cors)
+
+    async def _probe(self, scope: Scope, send: Send, head: bool) -> bool:
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):  # mounted: paths are relative to the mount point
+            path = path[len(root) :]
+        if path == self.health_path:
+            status, text = 200, b"ok"
+        elif path == self.ready_path:
+            if self.draining:
+                status, text = 503, b"draining"
+            elif await is_ready(self.readiness or self.rpc.readiness):
+                status, text = 200, b"ok"
+            else:
+                status, text = 503, b"not ready"
+        else:
+            return False
+        for message in probe_answer(status, text, head):
+            await send(message)
+        return True
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        # Run on its own (uvicorn, hypercorn): the server's lifespan follows these events.
+        await receive()  # lifespan.startup
+        try:
+            async with self.lifespan_context():
+                await send({"type": "lifespan.startup.complete"})
+                await receive()  # lifespan.shutdown
+                self.draining = True
+        except Exception as exc:
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         limit = self.limits.max_request_bytes
@@ -206,6 +284,11 @@ class ASGIApp:
         else:
             name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
         return name in self.allowed_hosts
+
+    def _origin_allowed(self, origin: bytes | None) -> bool:
+        if self.allowed_origins is None or origin is None:
+            return True
+        return origin.decode("latin-1") in self.allowed_origins
 
     def _client(self, scope: Scope, headers: dict[bytes, bytes]) -> str:
         peer = scope.get("client")
@@ -287,13 +370,3 @@ async def _preflight(send: Send, cors: list[tuple[bytes, bytes]]) -> None:
     ]
     await send({"type": "http.response.start", "status": 204, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

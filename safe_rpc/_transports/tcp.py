@@ -39,6 +39,7 @@ from .._core.framing import FrameError, FrameReader, encode_frame
 from .._core.json import JSONError, dumps_strict
 from .._core.limits import AUTH_FRAME_JSON
 from .._core.protocol import AUTH_METHOD, Request, classify, error_response
+from .._ops.gauges import OPEN_CONNECTIONS
 
 if TYPE_CHECKING:
     from .._server.server import RPCServer
@@ -54,8 +55,12 @@ AUTH_FAILURE_DELAY: Final = 0.2
 _READ_CHUNK: Final = 64 * 1024
 
 
+def _error_body(error: RPCError, id: Any = None) -> bytes:
+    return dumps_strict(error_response(error, id))
+
+
 def _error_frame(error: RPCError, id: Any = None) -> bytes:
-    return encode_frame(dumps_strict(error_response(error, id)))
+    return encode_frame(_error_body(error, id))
 
 
 class _Close(Exception):
@@ -109,12 +114,15 @@ class TCPServer:
         task = asyncio.current_task()
         assert task is not None
         if len(self._connections) >= self.limits.max_connections:
+            self.rpc.ops.event("refused", "max_connections")
             await self._refuse(writer, ServerBusy())
             return
         self._connections.add(task)
+        OPEN_CONNECTIONS["tcp"] += 1
         try:
             await _Connection(self, reader, writer).run()
         finally:
+            OPEN_CONNECTIONS["tcp"] -= 1
             self._connections.discard(task)
 
     async def _refuse(self, writer: asyncio.StreamWriter, error: RPCError) -> None:
@@ -182,6 +190,10 @@ class _Connection:
                 frame = self.frames.next_frame()
             except FrameError as exc:
                 error = RequestTooLarge() if exc.too_large else InvalidRequest()
+                if exc.too_large:
+                    limit = "max_request_bytes" if self.principal or self.anonymous else None
+                    limit = limit or "tcp_preauth_frame_bytes"
+                    self.rpc.ops.refused("tcp", self.peer, _error_body(error), limit)
                 await self._write(_error_frame(error))
                 raise _Close from None
             if frame is not None:
@@ -212,7 +224,9 @@ class _Connection:
     async def _authenticate(self, frame: bytes, *, first: bool) -> None:
         limiter = self.rpc.auth_limiter
         if limiter.blocked(self.peer):
-            await self._write(_error_frame(RateLimited()))
+            body = _error_body(RateLimited())
+            self.rpc.ops.refused("tcp", self.peer, body, "auth_failures_per_minute")
+            await self._write(encode_frame(body))
             raise _Close
         token, request_id = _auth_params(frame)
         try:
@@ -221,8 +235,10 @@ class _Connection:
             principal = self.rpc.authenticate(token)
         except Unauthenticated:
             limiter.record_failure(self.peer)
+            body = _error_body(Unauthenticated(), request_id)
+            self.rpc.ops.refused("tcp", self.peer, body)
             await asyncio.sleep(AUTH_FAILURE_DELAY)
-            await self._write(_error_frame(Unauthenticated(), request_id))
+            await self._write(encode_frame(body))
             raise _Close from None
         self.principal = principal
         self.frames.max_frame = self.limits.max_request_bytes
@@ -251,6 +267,7 @@ class _Connection:
                 await asyncio.wait_for(self.writer.drain(), self.limits.write_timeout)
             except (TimeoutError, ConnectionError):
                 logger.info("tcp peer %s is not reading its responses; closing", self.peer)
+                self.rpc.ops.event("refused", "write_timeout")
                 self.broken = True
                 # abort, not close: close() would wait to flush to a peer that never reads.
                 self.writer.transport.abort()
