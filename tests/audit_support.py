@@ -13,6 +13,7 @@ from typing import Any
 
 import uvicorn
 
+from safe_rpc import Limits, RPCServer
 from safe_rpc._audit.budget import Budget
 from safe_rpc._audit.checks import SUITES, Options
 from safe_rpc._audit.engine import AuditResult, run_audit
@@ -21,7 +22,18 @@ from safe_rpc._audit.transports import make_transport, parse_target
 sys.path.insert(0, str(Path(__file__).parent / "apps"))
 
 #: Fast settings for tests: a high rate and short connection-probe bounds.
-FAST: dict[str, Any] = {"slow_timeout": 1.5}
+FAST: dict[str, Any] = {"slow_timeout": 1.5, "recover_timeout": 2.0}
+
+
+def calculator(limits: Limits | None = None, **options: Any) -> RPCServer:
+    """A safe_rpc server with one public method, ``add(a, b)``, the audits call."""
+    rpc = RPCServer(limits=limits or Limits(), **options)
+
+    @rpc.method(public=True)
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    return rpc
 
 
 @contextmanager
@@ -50,11 +62,12 @@ def audit(
     *,
     max_requests: int = 1000,
     token: str | None = None,
+    cafile: str | None = None,
     **options: Any,
 ) -> AuditResult:
     """Run the audit engine against ``url`` at a high rate with short probe bounds."""
     transport = make_transport(
-        parse_target(url), Budget(max_requests, 1000.0), token=token, timeout=10.0
+        parse_target(url, cafile=cafile), Budget(max_requests, 1000.0), token=token, timeout=10.0
     )
     return run_audit(transport, Options(**{**FAST, **options}), suites)
 

@@ -227,8 +227,9 @@ class StrictProbe(NamedTuple):
     template: bytes
 
 
-def _req(params: bytes) -> bytes:
-    return b'{"jsonrpc":"2.0","method":"@","params":' + params + b',"id":1}'
+def _req(value: bytes) -> bytes:
+    # By name: a server that supports only named params still reaches the value.
+    return b'{"jsonrpc":"2.0","method":"@","params":{"v":' + value + b'},"id":1}'
 
 
 _DUPLICATE: Final = b'{"jsonrpc":"2.0","method":"@","id":1,"id":2}'

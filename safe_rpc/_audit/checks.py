@@ -158,7 +158,8 @@ def _envelope_check(value: Any, valid: bool, rule: str, severity: str, options: 
     def run(ctx: Context) -> Verdict:
         answer = ctx.send(data, notification=expected is None)
         problem = match(expected, answer, ids={0: ids})
-        if problem and "params" in rule and error_code(answer.value) in (-32601, -32602):
+        params_first = not valid and "params" in rule
+        if problem and params_first and error_code(answer.value) in (-32601, -32602):
             # The method was looked up before params were checked: cannot be told apart
             # from an order of checks without calling a real method.
             return Verdict("warn", f"{problem} (params not checked before the method)")

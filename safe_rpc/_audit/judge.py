@@ -82,6 +82,7 @@ class Answer:
     value: Any = None
     status: int | None = None
     raw: bytes = b""
+    elapsed: float = 0.0
 
     def describe(self) -> str:
         prefix = f"HTTP {self.status} " if self.status is not None else ""
@@ -93,6 +94,11 @@ class Answer:
 
 
 def interpret(reply: Reply) -> Answer:
+    answer = _interpret(reply)
+    return Answer(answer.kind, answer.value, answer.status, answer.raw, reply.elapsed)
+
+
+def _interpret(reply: Reply) -> Answer:
     status = reply.status
     if reply.truncated:
         return Answer("oversized", status=status, raw=(reply.body or b"")[:_PAYLOAD_MAX])

@@ -21,6 +21,7 @@ was an answer to the notification.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import re
 import socket
@@ -385,6 +386,11 @@ class WSTransport(StreamTransport):
         from websockets.sync.client import connect
 
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        # websockets >= 17 wants connect() in a with block unless legacy=True says this
+        # object manages the connection itself (it does: see close()).
+        legacy: dict[str, Any] = (
+            {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
+        )
         try:
             self._ws = connect(
                 self.target.url,
@@ -395,6 +401,7 @@ class WSTransport(StreamTransport):
                 compression=None,  # permessage-deflate would hide the sizes the probes test
                 ssl=self.target.ssl,
                 user_agent_header="safe-rpc-audit",
+                **legacy,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code

@@ -13,6 +13,7 @@ the audit reports about those is about such a deployment, which is the common on
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -54,7 +55,10 @@ def _wrap(handle: Callable[[bytes], bytes | None]) -> ASGI:
 
 
 def jsonrpcserver_app() -> ASGI:
-    from jsonrpcserver import Result, Success, dispatch
+    with warnings.catch_warnings():
+        # jsonrpcserver 5.0.9 loads its schema with a deprecated importlib.resources call.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from jsonrpcserver import Result, Success, dispatch
 
     def add(a: int, b: int) -> Result:
         return Success(a + b)
@@ -91,3 +95,25 @@ def fastapi_jsonrpc_app() -> Any:
 
     app.bind_entrypoint(api)  # type: ignore[no-untyped-call]
     return app
+
+
+APPS = {
+    "json-rpc": json_rpc_app,
+    "jsonrpcserver": jsonrpcserver_app,
+    "fastapi-jsonrpc": fastapi_jsonrpc_app,
+}
+
+
+def main() -> None:
+    """``python tests/apps/peers.py NAME [PORT]``: serve one peer on 127.0.0.1 (default
+    port 8001) with plain uvicorn, to try ``safe-rpc audit`` against it."""
+    import sys
+
+    import uvicorn
+
+    name, port = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 8001
+    uvicorn.run(APPS[name](), host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
