@@ -60,6 +60,9 @@ PINNED: dict[str, dict[str, str]] = {
         "c.env.version-2-1": "fail",
         "c.env.version-number": "fail",
         **STRICT_JSON_PY,
+        "s.invalid-utf8": "fail",  # UnicodeDecodeError escapes: HTTP 500
+        "s.overlong-utf8": "fail",
+        "s.utf8-surrogate": "fail",
         "s.deep-nesting": "fail",
         "h.invalid-params-text": "fail",
         "h.nested-arrays-1m": "fail",

@@ -12,6 +12,7 @@ that cannot exist, or sends a malformed message.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import secrets
@@ -119,8 +120,6 @@ def _adapt_example(raw: bytes, expected: Any, options: Options) -> tuple[bytes, 
 
 
 def _spec_check(name: str, raw: bytes, expected: Any, options: Options) -> Check:
-    import copy
-
     adapted = _adapt_example(raw, copy.deepcopy(expected), options)
     rule = SPEC_RULES[name]
     if adapted is None:

@@ -118,5 +118,9 @@ def dry_run_text(target: Target, checks: Sequence[Check], suites: Sequence[str])
         for c in rows:
             applies = "" if target.kind in c.kinds else f"  [not for {target.kind}]"
             lines.append(f"  {c.id:<{width}}  {c.rule}: {c.sends}{applies}")
-    lines += ["", f"{len(checks)} checks; plus one liveness call to a nonexistent method per check"]
+    lines += [
+        "",
+        f"{len(checks)} checks; also one call to a nonexistent method before them, after each",
+        "hostile input and after any failure (is the server still answering?)",
+    ]
     return "\n".join(lines)

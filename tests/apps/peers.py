@@ -35,6 +35,10 @@ async def read_body(receive: Receive, limit: int | None = None) -> bytes | None:
             return body
 
 
+class NotUTF8(Exception):
+    """A wrapper could not give the library the ``str`` it takes."""
+
+
 def _wrap(handle: Callable[[bytes], bytes | None]) -> ASGI:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,7 +47,7 @@ def _wrap(handle: Callable[[bytes], bytes | None]) -> ASGI:
         assert body is not None
         try:
             answer = handle(body)
-        except UnicodeDecodeError:
+        except NotUTF8:  # the wrapper's own decoding, not the library's
             answer, status, kind = b"body is not UTF-8", 400, b"text/plain"
         else:
             status, kind = (200 if answer else 204), b"application/json"
@@ -64,7 +68,11 @@ def jsonrpcserver_app() -> ASGI:
         return Success(a + b)
 
     def handle(body: bytes) -> bytes | None:
-        answer: str = dispatch(body.decode("utf-8"), methods={"add": add})
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise NotUTF8 from None
+        answer: str = dispatch(text, methods={"add": add})
         return answer.encode() if answer else None
 
     return _wrap(handle)
