@@ -146,7 +146,9 @@ DEFECT_VERDICTS: dict[str, dict[str, str]] = {
         "s.float-overflow": "warn",
         "s.huge-int": "warn",
     },
-    "no-batch-limit": {"h.batch-of-numbers-1mib": "warn", "l.batch-size": "warn"},
+    # (Also h.batch-of-numbers-1mib: 524,287 answers take seconds to build, too slow and too
+    # load-dependent to pin here; it is a warn, "answer over 8 MiB", when the machine is idle.)
+    "no-batch-limit": {"l.batch-size": "warn"},
     "no-body-limit": {"l.oversized-body": "warn"},
     "wrong-id": {
         "c.spec.positional-parameters": "fail",

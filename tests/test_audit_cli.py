@@ -3,9 +3,14 @@ safe to point at production (budget, rate, method names, dry run, escaped eviden
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -318,3 +323,24 @@ def test_tls_context_is_verified_by_default() -> None:
     assert target.ssl is not None
     assert target.ssl.verify_mode == ssl.CERT_REQUIRED
     assert target.ssl.check_hostname
+
+
+def test_progress_shows_on_a_terminal_only() -> None:
+    """With stderr on a terminal the audit shows its progress there (and clears it); the
+    report on stdout is the same as without a terminal."""
+    master, slave = pty.openpty()
+    with safe_rpc_http() as port:
+        argv = [sys.executable, "-m", "safe_rpc", "audit", f"http://127.0.0.1:{port}/"]
+        argv += ["--suite", "conformance", *FAST]
+        on_tty = subprocess.run(argv, stdout=subprocess.PIPE, stderr=slave, timeout=120)
+        piped = subprocess.run(argv, capture_output=True, timeout=120)
+    os.close(slave)
+    shown = b""
+    with contextlib.suppress(OSError):  # EIO once the terminal's other end is closed
+        while chunk := os.read(master, 65536):
+            shown += chunk
+    os.close(master)
+    assert b"\r  conformance: 41/42 checks ..." in shown
+    assert piped.stderr == b""
+    assert on_tty.returncode == piped.returncode == 0
+    assert on_tty.stdout.splitlines()[:-1] == piped.stdout.splitlines()[:-1]  # timings differ
