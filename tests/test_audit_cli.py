@@ -24,6 +24,7 @@ from audit_support import calculator, running_asgi
 from broken_server import BrokenServer
 from peers import Receive, Scope, Send, json_rpc_app
 from strategies import _INSERTS
+from tokens_support import make_keyring
 
 from safe_rpc._audit import cases as audit_cases
 from safe_rpc._audit.budget import Budget, BudgetExhausted
@@ -344,3 +345,33 @@ def test_progress_shows_on_a_terminal_only() -> None:
     assert piped.stderr == b""
     assert on_tty.returncode == piped.returncode == 0
     assert on_tty.stdout.splitlines()[:-1] == piped.stdout.splitlines()[:-1]  # timings differ
+
+
+def test_a_refused_token_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A token the server refuses: exit 2 saying so (not 40 failures); a good one works."""
+    keyring = make_keyring()
+    rpc = calculator(keyring=keyring)
+    token_file = tmp_path / "token"
+    token_file.write_text(keyring.issue("alice", [], ttl=600) + "\n")
+    with running_asgi(ASGIApp(rpc), **config_options(rpc.limits)) as (port, _):
+        url = f"http://127.0.0.1:{port}/"
+        refused, _, err = run(capsys, url, "--suite", "conformance", "--token", "x.y.z", *FAST)
+        args = ["--suite", "conformance", "--token-file", str(token_file)]
+        status, out, _ = run(capsys, url, *args, *FAST)
+    assert refused == 2
+    assert "the server wants a credential" in err
+    assert "HTTP 401" in err
+    assert status == 0, out
+
+
+def test_expect_is_checked_against_the_result(capsys: pytest.CaptureFixture[str]) -> None:
+    with safe_rpc_http() as port:
+        args = ["--method", "add", "--params", '{"a": 2, "b": 3}', "--expect", "6"]
+        status, out, _ = run(
+            capsys, f"http://127.0.0.1:{port}/", "--suite", "conformance", *args, *FAST
+        )
+    assert status == 1
+    assert "FAIL  c.spec.named-parameters " in out
+    assert "result '5', expected '6'" in out

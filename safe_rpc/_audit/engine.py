@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from .budget import BudgetExhausted
 from .checks import SUITES, Check, Context, Options, conformance_checks, strict_json_checks
-from .judge import Answer, Verdict, clip
+from .judge import Answer, Verdict, clip, error_code
 from .probes import hostile_checks, limits_checks
 from .transports import AuditConnectionError, Target, Transport
 
@@ -70,10 +70,15 @@ def ping(ctx: Context) -> Answer:
 def check_reachable(ctx: Context) -> None:
     """Raise ``AuditConnectionError`` unless the target answers JSON-RPC at all."""
     answer = ping(ctx)
-    if answer.kind != "json":
-        hint = " (pass --token)" if answer.status in (401, 403) else ""
+    # 401/403, or -32001 (safe_rpc's Unauthenticated, also sent over TCP): every check would
+    # measure the authentication layer, not the server.
+    if answer.status in (401, 403) or error_code(answer.value) == -32001:
         raise AuditConnectionError(
-            f"the target did not answer a JSON-RPC request{hint}: {answer.describe()}; "
+            f"the server wants a credential: {answer.describe()}; pass --token or --token-file"
+        )
+    if answer.kind != "json":
+        raise AuditConnectionError(
+            f"the target did not answer a JSON-RPC request: {answer.describe()}; "
             "check the URL (scheme, port and path)"
         )
 
