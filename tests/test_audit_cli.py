@@ -25,6 +25,7 @@ from broken_server import BrokenServer
 from peers import Receive, Scope, Send, json_rpc_app
 from strategies import _INSERTS
 from tokens_support import make_keyring
+from websockets.exceptions import ConnectionClosed
 
 from safe_rpc._audit import cases as audit_cases
 from safe_rpc._audit.budget import Budget, BudgetExhausted
@@ -140,25 +141,34 @@ def test_ws_against_a_server_without_websocket_is_a_connection_error(
 
 
 def test_ws_transport_against_a_websocket_server(capsys: pytest.CaptureFixture[str]) -> None:
-    """Over a real WebSocket server (the broken server's handler, one message each way)."""
+    """Every suite over a real WebSocket server (websockets' own, one message each way,
+    the broken server's handler with no defect): the verdicts are pinned."""
     from websockets.sync.server import ServerConnection, serve
 
     broken = BrokenServer(set())
 
     def handler(connection: ServerConnection) -> None:
-        for message in connection:
-            answer = broken.handle(message.encode() if isinstance(message, str) else message)
-            if answer is not None:
-                connection.send(answer.decode())
+        with contextlib.suppress(ConnectionClosed):  # 1009 for the 2 MiB message
+            for message in connection:
+                answer = broken.handle(message.encode() if isinstance(message, str) else message)
+                if answer is not None:
+                    connection.send(answer.decode())
 
     with serve(handler, "127.0.0.1", 0) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         port = server.socket.getsockname()[1]
-        args = ["--method", "add", "--params", "[2, 3]", "--expect", "5", "--suite", "conformance"]
+        args = ["--method", "add", "--params", "[2, 3]", "--expect", "5", "--json"]
         status, out, _ = run(capsys, f"ws://127.0.0.1:{port}/", *args, *FAST)
         server.shutdown()
-    assert status == 0, out
-    assert "summary: 42 checks: 42 pass" in out
+    verdicts = {c["id"]: c["verdict"] for c in json.loads(out)["checks"]}
+    assert status == 0
+    assert {i: v for i, v in verdicts.items() if v != "pass"} == {
+        "s.lone-surrogate": "warn",  # the broken server parses with Python's json
+        "h.invalid-params-text": "skip",
+        "l.slow-headers": "warn",  # websockets allows 10 s for the handshake
+        "l.slow-body": "skip",
+        "l.idle-connection": "warn",
+    }
 
 
 def test_https_with_cafile(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
