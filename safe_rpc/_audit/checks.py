@@ -194,6 +194,8 @@ def judge_refusal(answer: Answer, severity: str) -> Verdict:
         return Verdict("pass", f"refused: {answer.describe()}")
     if answer.kind == "json" and isinstance(answer.value, list):
         return Verdict(severity, f"parsed it (a batch answer): {answer.describe()}")
+    if code == -32603:
+        return Verdict(severity, f"an internal error, not a refusal: {answer.describe()}")
     if answer.kind == "json":
         return Verdict(severity, f"parsed it: {answer.describe()}")
     return Verdict("fail", f"no JSON-RPC answer (SR-12): {answer.describe()}")
