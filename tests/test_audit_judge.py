@@ -96,3 +96,33 @@ def test_peer_text_is_escaped_and_clipped() -> None:
     assert len(text) <= 4 * 80 + 5  # 80 characters, each escaped to at most 4, quotes, ...
     assert text.endswith("...")
     assert len(clip("x" * 1000)) == EVIDENCE_MAX
+
+
+def test_audit_imports_no_server_code() -> None:
+    """The auditor never depends on the code it may be auditing: safe_rpc._audit imports
+    only the sans-IO core (and itself)."""
+    import ast
+    from pathlib import Path
+
+    import safe_rpc._audit
+
+    package = Path(safe_rpc._audit.__file__).parent
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                assert node.module is None or node.module.split(".")[0] in (
+                    "_core",
+                    "budget",
+                    "cases",
+                    "checks",
+                    "engine",
+                    "judge",
+                    "probes",
+                    "report",
+                    "transports",
+                ), (path.name, node.module)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                names = (
+                    [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                )
+                assert not any(str(n).startswith("safe_rpc") for n in names), path.name
