@@ -23,6 +23,7 @@ import trustme
 from audit_support import calculator, running_asgi
 from broken_server import BrokenServer
 from peers import Receive, Scope, Send, json_rpc_app
+from servers import REPO_ROOT, serve
 from strategies import _INSERTS
 from tokens_support import make_keyring
 from websockets.exceptions import ConnectionClosed
@@ -385,3 +386,28 @@ def test_expect_is_checked_against_the_result(capsys: pytest.CaptureFixture[str]
     assert status == 1
     assert "FAIL  c.spec.named-parameters " in out
     assert "result '5', expected '6'" in out
+
+
+def test_audit_of_the_calculator_example_served_by_the_cli(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``safe-rpc serve examples.calculator:rpc`` with its defaults, over HTTP and TCP:
+    every message-level check passes (the connection probes wait for the default
+    deadlines, 10 to 120 s, so they run in tests/test_audit.py with short ones)."""
+    with serve("examples.calculator:rpc", "--tcp", "127.0.0.1:0", cwd=REPO_ROOT) as server:
+        for url in (server.url, f"tcp://127.0.0.1:{server.tcp_port}"):
+            argv = [
+                "--method",
+                "add",
+                "--params",
+                "[2, 3]",
+                "--expect",
+                "5",
+                "--probe-invalid-params",
+            ]
+            argv += ["--skip", "l.slow", "--skip", "l.idle", "--skip", "l.oversized-body"]
+            status, out, _ = run(capsys, url, *argv, "--json", *FAST)
+            checks = json.loads(out)["checks"]
+            assert status == 0
+            assert {c["verdict"] for c in checks} == {"pass", "skip"}
+            assert all(c["verdict"] == "pass" or c["id"].startswith("l.") for c in checks)
