@@ -247,6 +247,10 @@ def read_http_response(conn: h11.Connection, sock: socket.socket) -> Reply:
         # InformationalResponse (1xx): keep reading.
 
 
+class _TooBig(Exception):
+    """An answer larger than READ_CAP announced itself."""
+
+
 class StreamTransport(Transport):
     """A persistent connection carrying whole messages both ways (tcp, tls, ws)."""
 
@@ -279,10 +283,12 @@ class StreamTransport(Transport):
                 reply = Reply(body, closed=body is None)
         except TimeoutError:
             reply = Reply(None, timed_out=True)
+        except _TooBig:
+            reply = Reply(b"", truncated=True)
         except (OSError, EOFError):
-            self.close()
             reply = Reply(None, closed=True)
-        if reply.closed:
+        if reply.closed or reply.timed_out or reply.truncated:
+            # A late answer would be read as the next check's: start a new connection.
             self.close()
         reply.elapsed = time.monotonic() - started
         return reply
@@ -346,9 +352,8 @@ class TCPTransport(StreamTransport):
         if head is None:
             return None
         length = int.from_bytes(head, "big")
-        if length > READ_CAP:
-            self.close()
-            return b""
+        if length > READ_CAP:  # checked before reading (or allocating) anything for it
+            raise _TooBig
         return _recv_exactly(self._sock, length)
 
     def close(self) -> None:
