@@ -156,7 +156,8 @@ def run_audit(
     slow = [c for c in checks if c.slow and c.id not in outcomes]
     if slow:
         if progress is not None:
-            progress("limits", len(checks) - len(slow), len(checks))
+            bound = f"{len(slow)} connection probes, up to {options.slow_timeout:g} s"
+            progress(f"limits ({bound})", len(checks) - len(slow), len(checks))
         with ThreadPoolExecutor(max_workers=len(slow)) as pool:
             for outcome in pool.map(lambda c: _run_one(ctx, c), slow):
                 outcomes[outcome.check.id] = outcome

@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         transport.close()
         if show_progress:
-            print("\r" + " " * 60 + "\r", end="", file=sys.stderr, flush=True)
+            print("\r" + " " * 100 + "\r", end="", file=sys.stderr, flush=True)
     print(to_json(result, suites) if args.json else to_text(result, suites))
     if args.report:
         try:
