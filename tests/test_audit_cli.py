@@ -298,6 +298,7 @@ def test_corpus_option_sends_n_and_y_files(
     (folder / "n_array_extra_comma.json").write_bytes(b"[1,]")
     (folder / "n_object_single_quote.json").write_bytes(b"{'a':1}")
     (folder / "y_array_one.json").write_bytes(b"[1]")
+    (folder / "y_object_duplicated_key.json").write_bytes(b'{"a":"b","a":"c"}')
     with safe_rpc_http() as port:
         status, out, _ = run(
             capsys,
@@ -312,7 +313,7 @@ def test_corpus_option_sends_n_and_y_files(
     assert "pass  s.corpus-n" in out
     assert "2 files, all refused" in out
     assert "pass  s.corpus-y" in out
-    assert "1 files, all parsed" in out
+    assert "2 files, all parsed (1 refused for I-JSON strictness, RFC 7493)" in out
 
 
 def test_one_source_of_truth_for_the_case_tables() -> None:

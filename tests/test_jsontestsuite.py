@@ -17,13 +17,10 @@ import pytest
 from cases import spec_server
 from support import check_response
 
+from safe_rpc._audit.cases import STRICTNESS_REJECTS
+
 CORPUS = Path(__file__).parent / "data" / "JSONTestSuite" / "test_parsing"
 RPC = spec_server()
-
-#: Valid JSON that safe_rpc refuses on purpose (I-JSON, RFC 7493): duplicate member names.
-STRICTNESS_REJECTS = frozenset(
-    {"y_object_duplicated_key.json", "y_object_duplicated_key_and_value.json"}
-)
 
 
 def files(prefix: str) -> list[Path]:

@@ -28,6 +28,7 @@ __all__ = [
     "SPEC_EXAMPLES",
     "SPEC_METHODS",
     "SPEC_RULES",
+    "STRICTNESS_REJECTS",
     "STRICT_JSON",
     "EnvelopeRule",
     "StrictProbe",
@@ -255,6 +256,12 @@ STRICT_JSON: list[StrictProbe] = [
     StrictProbe("trailing-garbage", "RFC 8259 §2, SR-11", "fail", _req(b"[]") + b"x"),
     StrictProbe("deep-nesting", "RFC 8259 §9, SR-05", "warn", _req(_DEEP)),
 ]
+
+#: JSONTestSuite ``y_`` files (valid JSON) that a strict server refuses on purpose (I-JSON,
+#: RFC 7493 §2.3: duplicate member names); tests/test_jsontestsuite.py and --corpus use it.
+STRICTNESS_REJECTS: Final = frozenset(
+    {"y_object_duplicated_key.json", "y_object_duplicated_key_and_value.json"}
+)
 
 #: Byte fragments the fuzz tests splice into messages (tests/strategies.py).
 HOSTILE_FRAGMENTS: list[bytes] = [

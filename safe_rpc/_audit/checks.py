@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from .cases import ENVELOPE_RULES, NONEXISTENT, SPEC_EXAMPLES, SPEC_METHODS, SPEC_RULES, STRICT_JSON
+from .cases import (
+    ENVELOPE_RULES,
+    NONEXISTENT,
+    SPEC_EXAMPLES,
+    SPEC_METHODS,
+    SPEC_RULES,
+    STRICT_JSON,
+    STRICTNESS_REJECTS,
+)
 from .judge import ANY, Answer, Verdict, error_code, interpret, match, show
 from .transports import Transport
 
@@ -255,10 +263,15 @@ def _corpus_run(ctx: Context, files: list[Path], *, must_refuse: bool) -> Verdic
             wrong.append(path.name)
     if crashed:
         return Verdict("fail", f"{len(crashed)} with no JSON-RPC answer: {show(crashed, 120)}")
+    strict = [name for name in wrong if name in STRICTNESS_REJECTS]
+    wrong = [name for name in wrong if name not in STRICTNESS_REJECTS or must_refuse]
     if wrong:
         what = "parsed" if must_refuse else "refused as a parse error"
         return Verdict(
             "fail" if must_refuse else "warn",
             f"{len(wrong)}/{len(files)} {what}: {show(wrong, 120)}",
         )
-    return Verdict("pass", f"{len(files)} files, all {'refused' if must_refuse else 'parsed'}")
+    note = f" ({len(strict)} refused for I-JSON strictness, RFC 7493)" if strict else ""
+    return Verdict(
+        "pass", f"{len(files)} files, all {'refused' if must_refuse else 'parsed'}{note}"
+    )
