@@ -26,6 +26,7 @@ examples:
   safe-rpc keygen --out keys.json --audience calc   make a key file
   safe-rpc token --keys keys.json --subject me      issue a bearer token
   safe-rpc call http://127.0.0.1:8000/ add 2 3      call a method
+  safe-rpc audit http://127.0.0.1:8000/             check a server against the spec
 """
 
 
