@@ -28,25 +28,7 @@ import time
 from adversarial_net import attacks_table, client_table
 
 from safe_rpc import RPCServer
-
-MiB = 1024 * 1024
-
-
-def inputs() -> dict[str, bytes]:
-    collide = ",".join(str(k * (2**61 - 1)) for k in range(1, 20_000))
-    return {
-        "1,000,000 bytes of '['": b"[" * 1_000_000,
-        "1 MiB array of numbers": b"[" + b"1," * (MiB // 2 - 2) + b"1]",
-        "SR-10 hash-collision ints (0.5 MB)": (
-            f'{{"jsonrpc":"2.0","method":"add","params":[{collide}],"id":1}}'.encode()
-        ),
-        "1 MiB string": json.dumps(
-            {"jsonrpc": "2.0", "method": "add", "params": ["x" * (MiB - 80)], "id": 1}
-        ).encode(),
-        "object with 60,000 keys": json.dumps({f"k{i}": i for i in range(60_000)}).encode(),
-        "'{\"a\":' x 5000": b'{"a":' * 5000,
-        "unterminated string of escaped quotes": b'"' + b'\\"' * (MiB // 2 - 1),
-    }
+from safe_rpc._audit.cases import hostile_inputs
 
 
 def inputs_table(runs: int) -> None:
@@ -58,7 +40,7 @@ def inputs_table(runs: int) -> None:
 
     normal = b'{"jsonrpc":"2.0","method":"add","params":[2,3],"id":1}'
     print("| input | bytes | answer | median ms | next request |\n|---|---|---|---|---|")
-    for name, data in inputs().items():
+    for name, data in hostile_inputs().items():
         times = []
         answer = None
         for _ in range(runs):

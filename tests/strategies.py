@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from support import KNOWN_CODES, check_response
 
 from safe_rpc import Limits
+from safe_rpc._audit.cases import HOSTILE_FRAGMENTS
 from safe_rpc._core.schemas import validate
 
 LIMITS = Limits()
@@ -126,26 +127,7 @@ def _encode(value: Any) -> bytes:
 
 # -- byte-level mutations ----------------------------------------------------------------------
 
-_INSERTS = [
-    b"\xef\xbb\xbf",  # BOM
-    b"\xff",
-    b"\xc3",  # truncated UTF-8 sequence
-    b"\xed\xa0\x80",  # UTF-8-encoded surrogate
-    b'"\\ud800"',
-    b"NaN",
-    b"-Infinity",
-    b"1e400",
-    b"123456789012345678901234567890",
-    b'"a":1,"a":2',
-    b"[" * 40,
-    b"]" * 3,
-    b"{" * 40,
-    b",",
-    b'"',
-    b"\\",
-    b"\x00",
-    b"/*x*/",
-]
+_INSERTS = HOSTILE_FRAGMENTS  # one copy, shared with safe-rpc audit
 
 
 @st.composite

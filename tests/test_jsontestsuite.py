@@ -19,12 +19,9 @@ from cases import spec_server
 from corpora import JSONTESTSUITE
 from support import check_response
 
-RPC = spec_server()
+from safe_rpc._audit.cases import STRICTNESS_REJECTS
 
-#: Valid JSON that safe_rpc refuses on purpose (I-JSON, RFC 7493): duplicate member names.
-STRICTNESS_REJECTS = frozenset(
-    {"y_object_duplicated_key.json", "y_object_duplicated_key_and_value.json"}
-)
+RPC = spec_server()
 
 
 def files(prefix: str) -> list[object]:

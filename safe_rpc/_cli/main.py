@@ -28,6 +28,7 @@ examples:
   safe-rpc call http://127.0.0.1:8000/ add 2 3      call a method
   safe-rpc openrpc examples.bank:rpc --all          print the OpenRPC document
   safe-rpc stubs examples.bank:rpc --out client.py  write a typed client module
+  safe-rpc audit http://127.0.0.1:8000/             check a server against the spec
 """
 
 
