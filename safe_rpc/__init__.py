@@ -42,6 +42,14 @@ from ._core.limits import Limits
 from ._core.schemas import load_schema
 from ._server.server import RPCServer
 from ._serving import serve
+from ._store import (
+    MemoryStore,
+    RedisStore,
+    SQLiteStore,
+    Store,
+    StoreUnavailable,
+    store_from_url,
+)
 from ._version import __version__
 
 __all__ = [
@@ -54,6 +62,13 @@ __all__ = [
     "RPCServer",
     "load_schema",
     "serve",
+    # shared state
+    "MemoryStore",
+    "RedisStore",
+    "SQLiteStore",
+    "Store",
+    "StoreUnavailable",
+    "store_from_url",
     # clients
     "AsyncClient",
     "BatchFuture",

@@ -24,6 +24,8 @@ EXPECTED_PUBLIC = {
     "RPCError", "RPCServer", "RateLimited", "RegistrationError", "RemoteError",
     "RequestTimeout", "RequestTooLarge", "ResponseTooLarge", "ServerBusy", "TransportError",
     "Unauthenticated", "__version__", "load_schema", "serve",
+    # section 12: shared state
+    "MemoryStore", "RedisStore", "SQLiteStore", "Store", "StoreUnavailable", "store_from_url",
 }  # fmt: skip
 
 FORBIDDEN_MODULES = {"pickle", "cPickle", "_pickle", "marshal", "shelve", "dill", "cloudpickle"}

@@ -206,7 +206,7 @@ def test_sr38_revoked_jti_and_kid() -> None:
     # The jti denylist forgets entries once their token would have expired anyway.
     clock.now += 4000
     ring.revoke_jti("other")
-    assert principal.token_id not in ring._revoked_jtis
+    assert principal.token_id not in ring.revocations().jtis
 
 
 def test_still_valid_follows_expiry_and_key_removal() -> None:

@@ -9,6 +9,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .._auth.limiter import FailedAuthLimiter
+from .._auth.shared_limiter import StoreAuthLimiter
+from .._auth.tokens import Keyring
+from .._core.admission import Deferred
 from .._core.authn import Authenticator
 from .._core.context import Principal
 from .._core.errors import ErrorRegistry, RegistrationError, RequestTimeout, ServerBusy
@@ -16,6 +19,10 @@ from .._core.limits import Limits
 from .._core.logs import log_safe
 from .._core.pipeline import Call, Failure, Pipeline
 from .._core.registry import MethodSpec, build_method
+from .._store.admission import Rate, StoreAdmission, parse_rate
+from .._store.base import Store
+from .._store.memory import MemoryStore
+from .._store.revocations import RevocationView
 
 if TYPE_CHECKING:
     from .._transports.http import ASGIApp
@@ -53,7 +60,15 @@ class RPCServer(Pipeline):
         errors: the registry that maps error codes to classes (application errors register
             themselves in the default one).
         auth_limiter: counts failed authentications per client address for the transports
-            (default: ``Limits.auth_failures_per_minute`` per minute, in memory).
+            (default: ``Limits.auth_failures_per_minute`` per minute, in the store).
+        store: where shared security state lives: revocations (the keyring is switched to
+            it), failed-authentication counts, quotas, single-use token ids. Default: a
+            ``MemoryStore`` (this process only); ``SQLiteStore`` for processes on one host,
+            ``RedisStore`` for a fleet.
+        rate: a quota on every call, per principal (per client address when anonymous),
+            e.g. ``"600/minute"``; each batch element counts once; over it, -32004.
+        quota_failure: ``"closed"`` (default): when the store cannot be reached, calls that
+            need it (quotas, single-use tokens) get -32009; ``"open"``: they are admitted.
     """
 
     def __init__(
@@ -63,14 +78,68 @@ class RPCServer(Pipeline):
         limits: Limits | None = None,
         reveal_forbidden: bool = False,
         errors: ErrorRegistry | None = None,
-        auth_limiter: FailedAuthLimiter | None = None,
+        auth_limiter: FailedAuthLimiter | StoreAuthLimiter | None = None,
+        store: Store | None = None,
+        rate: str | None = None,
+        quota_failure: str = "closed",
     ) -> None:
+        if quota_failure not in ("closed", "open"):
+            raise RegistrationError('quota_failure must be "closed" or "open"')
+        if store is not None and not isinstance(store, Store):
+            raise RegistrationError("store must be a MemoryStore, SQLiteStore or RedisStore")
+        self._store_given = store is not None
+        self.store: Store = store if store is not None else MemoryStore()
         super().__init__(
             keyring=keyring, limits=limits, reveal_forbidden=reveal_forbidden, errors=errors
         )
         #: Failed authentications per caller source, shared by the transports (SR-40).
-        self.auth_limiter = auth_limiter or FailedAuthLimiter(self.limits.auth_failures_per_minute)
+        self.auth_limiter = auth_limiter or self._default_limiter()
         self._inflight = 0
+        self._rates: dict[str, Rate] = {}
+        self.admission = StoreAdmission(
+            self.store,
+            rate=parse_rate(rate) if rate is not None else None,
+            method_rates=self._rates,
+            fail_open=quota_failure == "open",
+            timeout=self.limits.store_timeout,
+            view=self._revocation_view,
+            leeway=lambda: float(getattr(self._keyring, "leeway", 0.0)),
+        )
+
+    def _default_limiter(self) -> FailedAuthLimiter | StoreAuthLimiter:
+        per_minute = self.limits.auth_failures_per_minute
+        if self.store.shared:
+            return StoreAuthLimiter(self.store, per_minute)
+        return FailedAuthLimiter(per_minute)
+
+    @property
+    def keyring(self) -> Authenticator | None:
+        """Verifies bearer tokens; a ``Keyring`` set here reads revocations from the store."""
+        return self._keyring
+
+    @keyring.setter
+    def keyring(self, keyring: Authenticator | None) -> None:
+        if self._store_given and isinstance(keyring, Keyring):
+            keyring.use_store(
+                self.store,
+                staleness=self.limits.revocation_staleness,
+                max_stale=self.limits.revocation_max_stale,
+            )
+        self._keyring = keyring
+
+    def _revocation_view(self) -> RevocationView | None:
+        keyring = self._keyring
+        return keyring.revocation_view if isinstance(keyring, Keyring) else None
+
+    async def aclose(self) -> None:
+        """Stop this server's background work (revocation poller, pending store writes)
+        and close the store. ``safe_rpc.serve`` calls it at shutdown."""
+        view = self._revocation_view()
+        if view is not None:
+            await view.aclose()
+        if isinstance(self.auth_limiter, StoreAuthLimiter):
+            await self.auth_limiter.aclose()
+        await self.store.aclose()
 
     @overload
     def method(self, func: F, /) -> F: ...
@@ -82,6 +151,7 @@ class RPCServer(Pipeline):
         name: str | None = None,
         scopes: Iterable[str] = (),
         public: bool = False,
+        rate: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def method(
@@ -92,6 +162,7 @@ class RPCServer(Pipeline):
         name: str | None = None,
         scopes: Iterable[str] = (),
         public: bool = False,
+        rate: str | None = None,
     ) -> F | Callable[[F], F]:
         """Register a function as an RPC method; returns the function unchanged.
 
@@ -102,17 +173,24 @@ class RPCServer(Pipeline):
                 such as ``"account.withdraw"`` namespace methods.
             scopes: every scope a caller's token must hold (exact string match).
             public: callable without a token. Public methods cannot require scopes.
+            rate: a quota on this method per principal (per client address when
+                anonymous), e.g. ``"5/minute"``, counted in the server's store; over it the
+                caller gets -32004 with ``data.retry_after`` (whole seconds).
 
         Raises:
             RegistrationError: at import time, for a reserved or malformed name, a duplicate,
                 ``*args``/``**kwargs``, a missing annotation or an unsupported type.
         """
 
+        quota = parse_rate(rate) if rate is not None else None
+
         def register(f: F) -> F:
             spec = build_method(f, name=name, public=public, scopes=scopes)
             if spec.name in self._methods:
                 raise RegistrationError(f"method {spec.name!r} is already registered")
             self._methods[spec.name] = spec
+            if quota is not None:
+                self._rates[spec.name] = quota
             self._has_private = self._has_private or not spec.public
             return f
 
@@ -202,7 +280,9 @@ class RPCServer(Pipeline):
 
     # -- the asyncio driver ---------------------------------------------------------------------
 
-    async def _run_async(self, call: Call) -> Any:
+    async def _run_async(self, call: Call | Deferred) -> Any:
+        if not isinstance(call, Call):
+            return await call.run_async()  # a store operation (quota, single-use token)
         if self._inflight >= self.limits.max_inflight:
             return Failure(ServerBusy())
         self._inflight += 1
@@ -229,7 +309,9 @@ class RPCServer(Pipeline):
         except Exception as exc:
             return self._failure(spec, exc)
 
-    def _run_sync(self, call: Call) -> Any:
+    def _run_sync(self, call: Call | Deferred) -> Any:
+        if not isinstance(call, Call):
+            return call.run_sync()
         spec = call.spec
         if not spec.is_async:
             try:
