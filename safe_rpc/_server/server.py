@@ -89,9 +89,8 @@ class RPCServer(Pipeline):
             raise RegistrationError("store must be a MemoryStore, SQLiteStore or RedisStore")
         self._store_given = store is not None
         self.store: Store = store if store is not None else MemoryStore()
-        super().__init__(
-            keyring=keyring, limits=limits, reveal_forbidden=reveal_forbidden, errors=errors
-        )
+        super().__init__(limits=limits, reveal_forbidden=reveal_forbidden, errors=errors)
+        self.keyring = keyring  # after the limits: attaching it to the store reads them
         #: Failed authentications per caller source, shared by the transports (SR-40).
         self.auth_limiter = auth_limiter or self._default_limiter()
         self._inflight = 0
