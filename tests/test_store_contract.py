@@ -308,6 +308,11 @@ def test_store_from_url(tmp_path: Path) -> None:
     sqlite.close()
     redis = from_url("rediss://:s3cret@redis.example:6380/2")
     assert isinstance(redis, RedisStore)
+    assert redis.prefix == "safe_rpc:"
+    shared = from_url("redis://127.0.0.1/0?prefix=billing:")
+    assert isinstance(shared, RedisStore)
+    assert shared.prefix == "billing:"
+    assert "?" not in shared.url
     assert "s3cret" not in redis.describe()
     assert "redis.example:6380" in redis.describe()
 
@@ -315,7 +320,8 @@ def test_store_from_url(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "url",
     ["", "mem", "sqlite://", "sqlite:///", "redis://", "redis://host:port/0",
-     "redis://host/db", "http://host/", "redis://:pw@/0"],
+     "redis://host/db", "http://host/", "redis://:pw@/0", "redis://h/0?db=2",
+     "redis://h/0?prefix=a&prefix=b"],
 )  # fmt: skip
 def test_store_from_url_refuses_malformed(url: str) -> None:
     with pytest.raises(ConfigError, match="memory, sqlite") as caught:

@@ -9,7 +9,7 @@ from typing import Any
 __all__ = ["COMMANDS", "CLIError", "subcommand"]
 
 #: Module names under ``safe_rpc._cli``, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("serve", "call", "keygen", "token")
+COMMANDS: tuple[str, ...] = ("serve", "call", "keygen", "token", "revoke", "revocations")
 
 
 class CLIError(Exception):

@@ -15,10 +15,16 @@ Serve the RPCServer found at MODULE:ATTR over HTTP (default 127.0.0.1:8000).
 Binding an address other than loopback needs a keyring (--keys FILE, or one set on the
 server in code); every limit comes from the server's Limits.
 
+--store URL keeps revocations, quotas, failed-authentication counts and single-use token
+ids where every process sees them: sqlite:///PATH for the workers of one host,
+redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss://... for a fleet. --workers N > 1 needs
+one. The store must answer at startup (otherwise: one line, exit status 2).
+
 examples:
   safe-rpc serve examples.calculator:rpc
   safe-rpc serve examples.bank:rpc --keys keys.json --http 0.0.0.0:8443 \\
       --ssl-certfile cert.pem --ssl-keyfile key.pem --allow-host bank.example.com
+  safe-rpc serve examples.bank:rpc --keys keys.json --workers 4 --store sqlite:///state.db
 """
 
 
@@ -31,6 +37,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--ssl-certfile", metavar="FILE", help="serve HTTPS with this cert")
     parser.add_argument("--ssl-keyfile", metavar="FILE", help="private key of the cert")
     parser.add_argument("--workers", type=int, default=1, help="HTTP worker processes")
+    parser.add_argument(
+        "--store", metavar="URL", help="shared state: memory, sqlite:///PATH, redis://..."
+    )
     parser.add_argument(
         "--allow-host",
         action="append",
@@ -46,7 +55,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    app = build_app(args.target, keys=args.keys, hosts=args.allow_host)
+    app = build_app(args.target, keys=args.keys, hosts=args.allow_host, store=args.store)
     if args.workers > 1:
         run_workers(
             app.rpc,
@@ -59,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             allowed_hosts=args.allow_host,
             grace=args.grace,
             log_level=args.log_level,
+            store=args.store,
         )
         return 0
     serve(

@@ -89,13 +89,14 @@ class RPCServer(Pipeline):
             raise RegistrationError("store must be a MemoryStore, SQLiteStore or RedisStore")
         self._store_given = store is not None
         self.store: Store = store if store is not None else MemoryStore()
+        self._default_auth_limiter = auth_limiter is None
         super().__init__(limits=limits, reveal_forbidden=reveal_forbidden, errors=errors)
         self.keyring = keyring  # after the limits: attaching it to the store reads them
         #: Failed authentications per caller source, shared by the transports (SR-40).
         self.auth_limiter = auth_limiter or self._default_limiter()
         self._inflight = 0
         self._rates: dict[str, Rate] = {}
-        self.admission = StoreAdmission(
+        self._checks = StoreAdmission(
             self.store,
             rate=parse_rate(rate) if rate is not None else None,
             method_rates=self._rates,
@@ -104,6 +105,20 @@ class RPCServer(Pipeline):
             view=self._revocation_view,
             leeway=lambda: float(getattr(self._keyring, "leeway", 0.0)),
         )
+        self.admission = self._checks
+
+    def use_store(self, store: Store) -> None:
+        """Switch this server (its keyring, quotas, single-use ids and, unless one was
+        given, its failed-authentication limiter) to ``store``; ``safe-rpc serve --store``
+        calls it on the server it imported. Call it before serving."""
+        if not isinstance(store, Store):
+            raise RegistrationError("store must be a MemoryStore, SQLiteStore or RedisStore")
+        self.store = store
+        self._store_given = True
+        self._checks.store = store
+        if self._default_auth_limiter:
+            self.auth_limiter = self._default_limiter()
+        self.keyring = self._keyring  # re-attach its revocations
 
     def _default_limiter(self) -> FailedAuthLimiter | StoreAuthLimiter:
         per_minute = self.limits.auth_failures_per_minute

@@ -19,10 +19,14 @@ from typing import Any
 from .._auth.tokens import Keyring
 from .._core.errors import ConfigError
 from .._server.server import RPCServer
+from .._store.base import Store, StoreUnavailable
+from .._store.url import store_from_url
 from .._transports.http import DEFAULT_HOSTS, ASGIApp
 
 __all__ = [
+    "attach_store",
     "build_app",
+    "check_workers",
     "is_loopback",
     "load_target",
     "parse_address",
@@ -49,13 +53,44 @@ def load_target(spec: str) -> RPCServer:
     return target
 
 
-def build_app(spec: str, *, keys: str | None, hosts: list[str]) -> ASGIApp:
+def attach_store(rpc: RPCServer, store: Store | str | None) -> None:
+    """Put ``rpc`` (and its keyring) on ``store`` after checking the store answers.
+
+    A store that cannot be used at startup (malformed URL, wrong password, unreachable) is
+    a ``ConfigError``: the server does not start half-protected (``safe-rpc serve`` prints
+    one line and exits 2). Outages *after* startup are handled while serving.
+    """
+    if store is None:
+        return
+    try:
+        if isinstance(store, str):
+            store = store_from_url(store, timeout=rpc.limits.store_timeout)
+        store.ping()
+    except StoreUnavailable as exc:
+        raise ConfigError(
+            f"cannot use the store: {exc} (check the --store URL, its password, and that "
+            "the store is running)"
+        ) from None
+    rpc.use_store(store)
+
+
+def check_workers(rpc: RPCServer, workers: int) -> None:
+    """Refuse worker processes that would each keep their own security state."""
+    if workers > 1 and not rpc.store.shared:
+        raise ConfigError(
+            f"--workers {workers} needs a shared store, or each worker keeps its own "
+            "revocations and quotas: add --store sqlite:///PATH (one host) or "
+            "--store redis://HOST:6379/0 (several hosts)"
+        )
+
+
+def build_app(
+    spec: str, *, keys: str | None, hosts: list[str], store: str | None = None
+) -> ASGIApp:
     rpc = load_target(spec)
     if keys is not None:
-        try:
-            rpc.keyring = Keyring.from_file(keys)
-        except ConfigError:
-            raise
+        rpc.keyring = Keyring.from_file(keys)
+    attach_store(rpc, store)
     return ASGIApp(rpc, allowed_hosts=DEFAULT_HOSTS | {h.lower() for h in hosts})
 
 
@@ -86,8 +121,12 @@ def serve(
     allowed_hosts: Iterable[str] = (),
     grace: float = 10.0,
     log_level: str = "info",
+    store: Store | str | None = None,
 ) -> None:
     """Serve ``rpc`` over HTTP and/or framed TCP until SIGTERM or Ctrl-C.
+
+    ``store`` (a ``Store`` or a URL such as ``redis://HOST:6379/0``) replaces the server's
+    store; it must answer at startup.
 
     The same as ``safe-rpc serve``: binding a non-loopback address without a keyring is
     refused, ``Limits`` deadlines hold against slow clients, in-flight calls get ``grace``
@@ -98,6 +137,7 @@ def serve(
     """
     if http is None and tcp is None:
         raise ConfigError("nothing to serve: give an HTTP or a TCP address")
+    attach_store(rpc, store)
     http_address = parse_address(http) if http else None
     tcp_address = parse_address(tcp) if tcp else None
     for address in (http_address, tcp_address):
@@ -173,6 +213,7 @@ async def _serve(
     finally:
         if tcp_server is not None:
             await tcp_server.close(grace)
+        await app.rpc.aclose()  # the revocation poller, pending store writes, the store
 
 
 async def _until_signalled() -> None:
@@ -213,10 +254,12 @@ def run_workers(
     allowed_hosts: list[str],
     grace: float,
     log_level: str,
+    store: str | None = None,
 ) -> None:
     """Serve ``target`` over HTTP in ``workers`` processes (each re-imports it)."""
     import uvicorn
 
+    check_workers(rpc, workers)
     host, port = parse_address(http or "127.0.0.1:8000")
     options = _options(rpc, host, ssl_certfile, ssl_keyfile, grace, log_level)
     # Each worker process rebuilds the app from these (worker_app below).
@@ -224,6 +267,7 @@ def run_workers(
         SAFE_RPC_SERVE_TARGET=target,
         SAFE_RPC_SERVE_KEYS=keys or "",
         SAFE_RPC_SERVE_HOSTS=",".join(allowed_hosts),
+        SAFE_RPC_SERVE_STORE=store or "",
     )
     scheme = "https" if ssl_certfile else "http"
     print(f"safe_rpc: {workers} workers on {scheme}://{host}:{port}/ auth {_auth_state(rpc)}")
@@ -247,4 +291,5 @@ def worker_app() -> Any:
         os.environ["SAFE_RPC_SERVE_TARGET"],
         keys=os.environ.get("SAFE_RPC_SERVE_KEYS") or None,
         hosts=[h for h in os.environ.get("SAFE_RPC_SERVE_HOSTS", "").split(",") if h],
+        store=os.environ.get("SAFE_RPC_SERVE_STORE") or None,
     )

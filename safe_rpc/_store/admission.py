@@ -48,7 +48,7 @@ class StoreOp:
     """A store call for the driver: ``run_sync`` or ``run_async``; never raises, a
     failure comes back as the ``StoreUnavailable`` instance."""
 
-    __slots__ = ("args", "func", "func_async", "store", "timeout")
+    __slots__ = ("args", "func", "func_async", "health", "store", "timeout")
 
     def __init__(
         self,
@@ -57,8 +57,10 @@ class StoreOp:
         func_async: Callable[..., Any],
         args: tuple[Any, ...],
         timeout: float,
+        health: bool = True,
     ) -> None:
         self.store = store
+        self.health = health
         self.func = func
         self.func_async = func_async
         self.args = args
@@ -70,7 +72,8 @@ class StoreOp:
         except StoreUnavailable as exc:
             health_of(self.store).failed(exc)
             return exc
-        health_of(self.store).ok()
+        if self.health:
+            health_of(self.store).ok()
         return result
 
     async def run_async(self) -> Any:
@@ -80,7 +83,8 @@ class StoreOp:
         except (StoreUnavailable, TimeoutError) as exc:
             health_of(self.store).failed(exc)
             return exc if isinstance(exc, StoreUnavailable) else StoreUnavailable("timed out")
-        health_of(self.store).ok()
+        if self.health:
+            health_of(self.store).ok()
         return result
 
 
@@ -125,9 +129,16 @@ class StoreAdmission:
         return None if self.fail_open else ServerBusy()
 
     def element(self, spec: MethodSpec, principal: Principal | None, client: str | None) -> Verdict:
-        if not spec.public:
-            view = self._view()
-            if view is not None and view.too_stale():
+        view = self._view() if not spec.public else None
+        if view is not None:
+            if view.needs_refresh():
+                # Idle (or the poller failed): read the store once before deciding, and
+                # re-check the caller against what it says.
+                op = StoreOp(self.store, view.refresh_sync, view.refresh, (), self.timeout, False)
+                yield op
+                if principal is not None and view.revoked_principal(principal):
+                    return Unauthenticated()
+            if view.too_stale():
                 # Revocations could be missing: a private call cannot be decided safely.
                 return ServerBusy()
         rules = self.rules(spec, principal, client)

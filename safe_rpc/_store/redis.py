@@ -165,7 +165,9 @@ class RedisStore:
         except AuthenticationError:
             raise StoreUnavailable(f"{self.describe()} refused the password") from None
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"{self.describe()}: {type(exc).__name__}") from None
+            raise StoreUnavailable(
+                f"{self.describe()} is not reachable ({type(exc).__name__})"
+            ) from None
 
     def _call_sync(self, work: Callable[[sync_redis.Redis], T]) -> T:
         from redis.exceptions import AuthenticationError, RedisError
@@ -175,7 +177,9 @@ class RedisStore:
         except AuthenticationError:
             raise StoreUnavailable(f"{self.describe()} refused the password") from None
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"{self.describe()}: {type(exc).__name__}") from None
+            raise StoreUnavailable(
+                f"{self.describe()} is not reachable ({type(exc).__name__})"
+            ) from None
 
     def ping(self) -> None:
         self._call_sync(lambda r: r.ping())
@@ -280,7 +284,9 @@ class RedisStore:
             try:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             except (RedisError, OSError) as exc:
-                raise StoreUnavailable(f"{self.describe()}: {type(exc).__name__}") from None
+                raise StoreUnavailable(
+                    f"{self.describe()} is not reachable ({type(exc).__name__})"
+                ) from None
             if message is not None and message.get("type") == "message":
                 yield bytes(message["data"])
 

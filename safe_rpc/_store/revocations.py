@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable
 
+from .._core.context import Principal
 from .base import Revocations, Store, StoreUnavailable, health_of
 
 __all__ = ["RevocationView"]
@@ -44,6 +45,8 @@ class RevocationView:
         self._clock = clock
         # A store only this process uses never changes behind our back: nothing to poll.
         self._interval = staleness / 4 if store.shared else math.inf
+        self._staleness = staleness if store.shared else math.inf
+        self._inline_attempt = -math.inf
         self._kids: frozenset[str] = frozenset()
         self._jtis: dict[str, float] = {}
         self._subjects: dict[str, float] = {}
@@ -67,6 +70,20 @@ class RevocationView:
             return True
         before = self._subjects.get(subject)
         return before is not None and iat < before
+
+    def revoked_principal(self, principal: Principal) -> bool:
+        iat = principal.claims.get("iat", 0)
+        return self.revoked(principal.key_id, principal.token_id, principal.subject, iat)
+
+    def needs_refresh(self) -> bool:
+        """True when a private call should wait for one store read first: the cache is
+        older than ``staleness`` (the process was idle, or the poller could not read).
+        At most once per poll interval, so an outage does not slow every call."""
+        now = time.monotonic()
+        if now - self._checked <= self._staleness or now - self._inline_attempt < self._interval:
+            return False
+        self._inline_attempt = now
+        return True
 
     def too_stale(self) -> bool:
         """True once the cache went ``max_stale`` seconds without a successful read."""

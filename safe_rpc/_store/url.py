@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from .._core.errors import ConfigError
 from .base import Store
@@ -10,7 +10,9 @@ from .memory import MemoryStore
 
 __all__ = ["store_from_url"]
 
-USAGE = "use memory, sqlite:///PATH, redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss://..."
+USAGE = (
+    "use memory, sqlite:///PATH, redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=NAME] or rediss://..."
+)
 
 
 def store_from_url(url: str, *, timeout: float = 1.0) -> Store:
@@ -40,9 +42,14 @@ def store_from_url(url: str, *, timeout: float = 1.0) -> Store:
             parts = urlsplit(url)
             db = parts.path.strip("/")
             port = parts.port  # raises ValueError for a non-numeric port
+            query = parse_qs(parts.query, strict_parsing=bool(parts.query))
         except ValueError:
             raise ConfigError(f"malformed Redis URL ({USAGE})") from None
         if not parts.hostname or (db and not db.isdigit()) or (port is not None and port == 0):
             raise ConfigError(f"malformed Redis URL ({USAGE})")
-        return RedisStore(url, timeout=timeout)
+        # ?prefix=NAME: (the only option) keeps two services apart on one Redis.
+        if query.keys() - {"prefix"} or len(query.get("prefix", [""])) != 1:
+            raise ConfigError(f"the only option of a Redis store URL is ?prefix=NAME ({USAGE})")
+        prefix = query.get("prefix", ["safe_rpc:"])[0]
+        return RedisStore(urlunsplit(parts._replace(query="")), prefix=prefix, timeout=timeout)
     raise ConfigError(f"unknown store {scheme or url[:20]!r}: {USAGE}")
