@@ -32,3 +32,10 @@ def test_adversarial_benchmark_smoke() -> None:
     out = run("benchmarks/adversarial.py", "--runs", "1")
     assert "FAILED" not in out
     assert out.count("| ok |") == 7
+
+
+def test_store_benchmark_smoke() -> None:
+    """store.py serves through each backend and prints the ratio table."""
+    out = run("benchmarks/store.py", "--seconds", "0.3", "--rounds", "1")
+    assert "| memory |" in out
+    assert "| sqlite |" in out

@@ -32,7 +32,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     made.close()
 
 
-def test_revocations_by_kid_jti_and_subject(store: Store) -> None:
+def test_sr38_revocations_by_kid_jti_and_subject(store: Store) -> None:
     """Each kind is recorded, the version moves, the later time of two wins."""
     assert store.version() == 0
     store.revoke("kid", "k1", None)
@@ -135,7 +135,7 @@ def test_single_use_ids(store: Store) -> None:
     assert asyncio.run(scenario()) == (True, False)
 
 
-def test_failed_auth_counter_is_shared(store: Store) -> None:
+def test_sr40_failed_auth_counter_is_shared(store: Store) -> None:
     """Two processes' limiters on one store: the budget of 4 is spent across both."""
     one, two = StoreAuthLimiter(store, 4), StoreAuthLimiter(twin(store), 4)
     for limiter in (one, two, one):

@@ -115,6 +115,32 @@ def probe_workers(port: int, token: str) -> dict[int, int]:
     return seen
 
 
+def status_of(port: int, token: str) -> int:
+    body = json.dumps({"jsonrpc": "2.0", "method": "whoami", "id": 1}).encode()
+    request = http_request(body, headers={"Authorization": f"Bearer {token}"})
+    return exchange(port, request)[0]
+
+
+def test_sr40_failed_authentications_counted_across_processes(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """10 failures a minute per address, fleet-wide: spread over two processes, the budget
+    is spent once (each process may let one more through before it sees the count)."""
+    _, keys = make_keys(tmp_path)
+    store = f"{redis_server.url}?prefix=sr40{secrets.token_hex(3)}:"
+    options = ("--keys", keys, "--store", store)
+    with serve("store_app:rpc", *options) as one, serve("store_app:rpc", *options) as two:
+        statuses = []
+        for i in range(16):
+            statuses.append(status_of((one, two)[i % 2].port, "bad.token.here"))
+            time.sleep(0.05)  # each process hears the store's count back off the request path
+        assert call(one.port, "ping")[1] is None  # public calls are not affected
+    print(f"statuses: {statuses}")
+    assert statuses[:10] == [401] * 10
+    assert statuses.count(401) <= 10 + 2
+    assert statuses[-4:] == [429] * 4
+
+
 @contextmanager
 def workers(tmp_path: Path, *args: str) -> Iterator[int]:
     with socket.socket() as probe:

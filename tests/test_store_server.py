@@ -143,7 +143,7 @@ def test_single_use_claim_must_be_true() -> None:
 # -- revocation through the store ---------------------------------------------------------------
 
 
-def test_revocation_reaches_another_server_within_staleness(store: Store) -> None:
+def test_sr38_revocation_reaches_another_server_within_staleness(store: Store) -> None:
     if not store.shared:
         pytest.skip("MemoryStore is one process: nothing to propagate")
     one, two = make_server(store), make_server(twin(store))
