@@ -143,7 +143,7 @@ class RPCServer(Pipeline):
 
     def _revocation_view(self) -> RevocationView | None:
         keyring = self._keyring
-        return keyring.revocation_view if isinstance(keyring, Keyring) else None
+        return keyring._revocations if type(keyring) is Keyring else None
 
     async def aclose(self) -> None:
         """Stop this server's background work (revocation poller, pending store writes)

@@ -130,7 +130,7 @@ class StoreAdmission:
 
     def element(self, spec: MethodSpec, principal: Principal | None, client: str | None) -> Verdict:
         view = self._view() if not spec.public else None
-        if view is not None:
+        if view is not None and view.shared and not view.fresh():
             if view.needs_refresh():
                 # Idle (or the poller failed): read the store once before deciding, and
                 # re-check the caller against what it says.
@@ -141,9 +141,9 @@ class StoreAdmission:
             if view.too_stale():
                 # Revocations could be missing: a private call cannot be decided safely.
                 return ServerBusy()
-        rules = self.rules(spec, principal, client)
-        if not rules:
+        if self.rate is None and spec.name not in self.method_rates:
             return None
+        rules = self.rules(spec, principal, client)
         result = yield self._op(self.store.hit, self.store.hit_async, rules)
         if isinstance(result, StoreUnavailable):
             return None if self.fail_open else ServerBusy()

@@ -41,6 +41,8 @@ class RevocationView:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        #: False for a store only this process uses: never stale, nothing to poll.
+        self.shared = store.shared
         self.max_stale = max_stale
         self._clock = clock
         # A store only this process uses never changes behind our back: nothing to poll.
@@ -74,6 +76,10 @@ class RevocationView:
     def revoked_principal(self, principal: Principal) -> bool:
         iat = principal.claims.get("iat", 0)
         return self.revoked(principal.key_id, principal.token_id, principal.subject, iat)
+
+    def fresh(self) -> bool:
+        """True while the cache is within ``staleness`` of the store (the common case)."""
+        return time.monotonic() - self._checked <= self._staleness
 
     def needs_refresh(self) -> bool:
         """True when a private call should wait for one store read first: the cache is
