@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -269,3 +270,48 @@ def test_quota_failure_open_admits_while_the_store_is_down(lone_redis: RedisServ
         return [code(check_response(a)) for a in answers]
 
     assert asyncio.run(scenario()) == [None, None, None, None]
+
+
+def test_revocation_cache_is_thread_safe(tmp_path: Path) -> None:
+    """Sync handlers verify tokens in worker threads while the cache reloads: every check
+    ends in a principal or Unauthenticated, never another exception."""
+    from safe_rpc import SQLiteStore, Unauthenticated
+
+    ring = Keyring(KEY, audience="t")
+    ring.use_store(SQLiteStore(tmp_path / "s.db"), staleness=0.05)
+    writer = SQLiteStore(tmp_path / "s.db")
+    tokens = [ring.issue(f"u{i}", ["w"]) for i in range(4)]
+    for token in tokens:
+        ring.verify(token)  # cached: the racy path is "cached, then found revoked"
+    unexpected: list[BaseException] = []
+
+    def worker() -> None:
+        for _ in range(200):
+            for token in tokens:
+                try:
+                    ring.verify(token)
+                except Unauthenticated:
+                    pass
+                except BaseException as exc:
+                    unexpected.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for token in tokens:
+        writer.revoke("jti", ring.verify(token).token_id or "", time.time() + 60)
+        time.sleep(0.03)
+    for thread in threads:
+        thread.join()
+    writer.close()
+    assert unexpected == []
+    time.sleep(0.1)
+    assert all(rejected_now(ring, token) for token in tokens)
+
+
+def rejected_now(ring: Keyring, token: str) -> bool:
+    try:
+        ring.verify(token)
+    except Exception:
+        return True
+    return False

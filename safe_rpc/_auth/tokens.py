@@ -303,7 +303,7 @@ class Keyring:
             # changed; what can (expiry, revocation, key removal) is re-checked here.
             if self.still_valid(cached):
                 return cached
-            del self._cache[token]
+            self._cache.pop(token, None)  # (handler threads may race to drop it)
         try:
             principal = self._verify(token)
         except _Reject as reason:

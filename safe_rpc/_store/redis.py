@@ -4,8 +4,9 @@ redis-py's asyncio client for the event loop and its synchronous twin for synchr
 callers (created on first use). Every quota decision is one Lua script (``EVAL``): read,
 decide and write happen inside Redis, so no two processes can both admit the last call of
 a quota. Time inside scripts is Redis' own ``TIME``, so hosts with skewed clocks agree.
-Connections are re-established by redis-py on the next call after a failure; nothing here
-retries, so a call waits at most ``timeout``.
+Connections are re-established by redis-py on the next call after a failure. A command
+is retried once at once on a connection error (a pooled connection that died with a
+restarted Redis); the whole call still waits at most ``timeout``.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class RedisStore:
         if self._async is None or self._loop is not loop:
             # An asyncio client belongs to the loop it was made in.
             self._async = async_redis.from_url(
-                self.url, retry=Retry(NoBackoff(), 0), **self._options()
+                self.url, retry=Retry(NoBackoff(), 1), **self._options()
             )
             self._loop = loop
         return self._async
@@ -150,7 +151,7 @@ class RedisStore:
 
         if self._sync is None:
             self._sync = sync_redis.Redis.from_url(
-                self.url, retry=Retry(NoBackoff(), 0), **self._options()
+                self.url, retry=Retry(NoBackoff(), 1), **self._options()
             )
         return self._sync
 

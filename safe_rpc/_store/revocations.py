@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 
@@ -55,6 +56,8 @@ class RevocationView:
         self._version = 0
         self._health = health_of(store)
         self._task: asyncio.Task[None] | None = None
+        self._sync_lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._attempted = -math.inf
         self._checked = -math.inf  # never read yet: too stale until the first read
         if store.shared:
@@ -115,30 +118,49 @@ class RevocationView:
         await self.store.revoke_async(kind, value, until)
 
     def _apply(self, kind: str, value: str, until: float | None) -> None:
-        stamp = math.inf if until is None else until
-        if kind == "kid":
-            self._kids = self._kids | {value}
-        elif kind == "jti":
-            now = self._clock()
-            self._jtis = {j: end for j, end in self._jtis.items() if end >= now}
-            self._jtis[value] = max(stamp, self._jtis.get(value, stamp))
-        elif kind == "sub":
-            self._subjects = {**self._subjects, value: max(stamp, self._subjects.get(value, stamp))}
-        else:
+        if kind not in ("kid", "jti", "sub"):
             raise ValueError("revocation kind must be kid, jti or sub")
+        stamp = math.inf if until is None else until
+        self._merge(
+            frozenset([value]) if kind == "kid" else frozenset(),
+            {value: stamp} if kind == "jti" else {},
+            {value: stamp} if kind == "sub" else {},
+        )
+
+    def _merge(
+        self, kids: frozenset[str], jtis: dict[str, float], subjects: dict[str, float]
+    ) -> None:
+        # Copy on write under a lock: readers (the hot path, in any thread) only ever see a
+        # complete table, and concurrent writers (poller, handler threads) lose nothing.
+        with self._write_lock:
+            now = self._clock()
+            new_jtis = {j: end for j, end in self._jtis.items() if end >= now}
+            for jti, end in jtis.items():
+                new_jtis[jti] = max(end, new_jtis.get(jti, end))
+            new_subjects = dict(self._subjects)
+            for sub, before in subjects.items():
+                new_subjects[sub] = max(before, new_subjects.get(sub, before))
+            self._kids = self._kids | kids
+            self._jtis = new_jtis
+            self._subjects = new_subjects
 
     # -- keeping the cache fresh ---------------------------------------------------------------
 
     def _due(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a synchronous caller: read inline (bounded by the timeout)
+            with self._sync_lock:  # concurrent threads wait for the one read, then use it
+                now = time.monotonic()
+                if now - self._checked <= self._interval or now - self._attempted < self._interval:
+                    return  # another thread just read; or the store is failing: no hammering
+                self._attempted = now
+                self.refresh_sync()
+            return
         now = time.monotonic()
         if now - self._attempted < self._interval:
             return
         self._attempted = now
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # a synchronous caller: read inline (bounded by the timeout)
-            self.refresh_sync()
-            return
         task = self._task
         if task is None or task.done() or task.get_loop() is not loop:
             self._task = loop.create_task(self._poll(), name="safe_rpc revocation poller")
@@ -179,10 +201,7 @@ class RevocationView:
     def _install(self, snapshot: Revocations) -> None:
         # Union with what we know; a version lower than ours means the store lost data.
         behind = snapshot.version < self._version
-        for kind, table in (("jti", snapshot.jtis), ("sub", snapshot.subjects)):
-            for value, until in table.items():
-                self._apply(kind, value, until)
-        self._kids = self._kids | snapshot.kids
+        self._merge(snapshot.kids, snapshot.jtis, snapshot.subjects)
         if not behind:
             self._version = snapshot.version
 
