@@ -9,17 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tokens_support import KEY, NOW, Clock, b64, claims, craft, make_keyring
+from tokens_support import KEY, NOW, Clock, b64, claims, craft, make_keyring, rejected
 
 from safe_rpc import ConfigError, Keyring, Unauthenticated
-
-
-def rejected(keyring: Keyring, token: str) -> bool:
-    try:
-        keyring.verify(token)
-    except Unauthenticated:
-        return True
-    return False
 
 
 def test_issue_and_verify_round_trip() -> None:
