@@ -308,3 +308,42 @@ def test_revocation_cache_is_thread_safe(tmp_path: Path) -> None:
     assert unexpected == []
     time.sleep(0.1)
     assert all(rejected(ring, token) for token in tokens)
+
+
+def test_store_down_single_use_closed_and_no_task_left_behind(lone_redis: RedisServer) -> None:
+    """A single-use token cannot be checked while the store is down: -32009 (closed). After
+    ``aclose`` no task of the server is left running (poller, failed-auth writes)."""
+    store = RedisStore(lone_redis.url, timeout=0.3)
+    rpc = make_server(store, limits=Limits(store_timeout=0.3))
+    ring = rpc.keyring
+    assert isinstance(ring, Keyring)
+    once = ring.issue("a", ["w"], once=True)
+
+    async def scenario() -> tuple[list[int | None], set[asyncio.Task[Any]]]:
+        codes = [
+            code(
+                check_response(
+                    await rpc.dispatch_async(request("private"), token=ring.issue("b", ["w"]))
+                )
+            )
+        ]
+        rpc.auth_limiter.record_failure("10.0.0.7")  # a store write off the request path
+        lone_redis.stop()
+        codes.append(code(check_response(await rpc.dispatch_async(request("private"), token=once))))
+        rpc.auth_limiter.record_failure("10.0.0.7")
+        await rpc.aclose()
+        return codes, asyncio.all_tasks() - {asyncio.current_task()}
+
+    codes, left = asyncio.run(scenario())
+    assert codes == [None, -32009]
+    assert left == set()
+
+
+def test_serve_refuses_an_unusable_store() -> None:
+    """safe_rpc.serve(store=...) checks the store before binding anything."""
+    from safe_rpc import serve
+
+    with pytest.raises(ConfigError, match="cannot use the store"):
+        serve(make_server(), store="redis://127.0.0.1:1/0")
+    with pytest.raises(ConfigError, match="unknown store"):
+        serve(make_server(), store="mysql://db/")
