@@ -336,6 +336,9 @@ def test_store_down_single_use_closed_and_no_task_left_behind(lone_redis: RedisS
 
     codes, left = asyncio.run(scenario())
     assert codes == [None, -32009]
+    assert not asyncio.run(rpc.store_ready())  # a readiness probe sees the store down
+    lone_redis.start()
+    assert asyncio.run(rpc.store_ready())
     assert left == set()
 
 

@@ -217,6 +217,7 @@ class Keyring:
             StoreUnavailable: when carrying them over failed (they stay in force here).
         """
         old = self._revocations.snapshot()
+        self._revocations.stop()
         self._revocations = RevocationView(
             store, staleness=staleness, max_stale=max_stale, clock=self._clock
         )

@@ -20,7 +20,7 @@ from .._core.logs import log_safe
 from .._core.pipeline import Call, Failure, Pipeline
 from .._core.registry import MethodSpec, build_method
 from .._store.admission import Rate, StoreAdmission, parse_rate
-from .._store.base import Store
+from .._store.base import Store, StoreUnavailable
 from .._store.memory import MemoryStore
 from .._store.revocations import RevocationView
 
@@ -144,6 +144,16 @@ class RPCServer(Pipeline):
     def _revocation_view(self) -> RevocationView | None:
         keyring = self._keyring
         return keyring._revocations if type(keyring) is Keyring else None
+
+    async def store_ready(self) -> bool:
+        """True when the store answers within ``Limits.store_timeout`` (for a readiness
+        probe such as ``/readyz``)."""
+        try:
+            async with asyncio.timeout(self.limits.store_timeout):
+                await self.store.ping_async()
+        except (StoreUnavailable, TimeoutError):
+            return False
+        return True
 
     async def aclose(self) -> None:
         """Stop this server's background work (revocation poller, pending store writes)

@@ -225,6 +225,12 @@ class RevocationView:
             await self.store.revoke_async(*item)
         self._version = await self.store.version_async()
 
+    def stop(self) -> None:
+        """Cancel the poller without waiting (the view is being replaced)."""
+        task, self._task = self._task, None
+        if task is not None and not task.get_loop().is_closed():
+            task.get_loop().call_soon_threadsafe(task.cancel)
+
     async def aclose(self) -> None:
         """Stop the poller (called by ``RPCServer.aclose`` and at shutdown)."""
         task, self._task = self._task, None
