@@ -82,7 +82,9 @@ class StoreOp:
                 result = await self.func_async(*self.args)
         except (StoreUnavailable, TimeoutError) as exc:
             health_of(self.store).failed(exc)
-            return exc if isinstance(exc, StoreUnavailable) else StoreUnavailable("timed out")
+            if isinstance(exc, StoreUnavailable):
+                return exc
+            return StoreUnavailable("timed out", reason="timed out")
         if self.health:
             health_of(self.store).ok()
         return result

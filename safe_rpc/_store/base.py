@@ -46,7 +46,15 @@ EVENT_QUEUE: Final = 64
 
 
 class StoreUnavailable(Exception):
-    """The store could not answer within its timeout (down, unreachable, refused)."""
+    """The store could not answer within its timeout (down, unreachable, refused).
+
+    Attributes:
+        reason: the short cause for logs (``ConnectionError``, ``timed out``...).
+    """
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -193,10 +201,12 @@ class Health:
     def failed(self, exc: BaseException) -> None:
         if self.up:
             self.up = False
+            # One line per outage: what is affected, and that nobody needs to act to recover.
             logger.error(
-                "store %s is unreachable (%s); retrying automatically",
+                "store %s is unreachable (%s); quotas and single-use tokens fail closed, "
+                "revocations are served from the cache; retrying automatically",
                 self._store.describe(),
-                type(exc).__name__,
+                getattr(exc, "reason", None) or type(exc).__name__,
             )
 
 

@@ -162,13 +162,15 @@ class RedisStore:
             async with asyncio.timeout(self.timeout):
                 return await work(self._client())
         except TimeoutError:
-            raise StoreUnavailable(f"{self.describe()} did not answer in time") from None
-        except AuthenticationError:
-            raise StoreUnavailable(f"{self.describe()} refused the password") from None
-        except (RedisError, OSError) as exc:
             raise StoreUnavailable(
-                f"{self.describe()} is not reachable ({type(exc).__name__})"
+                f"{self.describe()} did not answer in time", reason="timed out"
             ) from None
+        except AuthenticationError:
+            raise StoreUnavailable(
+                f"{self.describe()} refused the password", reason="wrong password"
+            ) from None
+        except (RedisError, OSError) as exc:
+            raise self._unreachable(exc) from None
 
     def _call_sync(self, work: Callable[[sync_redis.Redis], T]) -> T:
         from redis.exceptions import AuthenticationError, RedisError
@@ -176,11 +178,15 @@ class RedisStore:
         try:
             return work(self._sync_client())
         except AuthenticationError:
-            raise StoreUnavailable(f"{self.describe()} refused the password") from None
-        except (RedisError, OSError) as exc:
             raise StoreUnavailable(
-                f"{self.describe()} is not reachable ({type(exc).__name__})"
+                f"{self.describe()} refused the password", reason="wrong password"
             ) from None
+        except (RedisError, OSError) as exc:
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: BaseException) -> StoreUnavailable:
+        name = type(exc).__name__
+        return StoreUnavailable(f"{self.describe()} is not reachable ({name})", reason=name)
 
     def ping(self) -> None:
         self._call_sync(lambda r: r.ping())
@@ -285,9 +291,7 @@ class RedisStore:
             try:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             except (RedisError, OSError) as exc:
-                raise StoreUnavailable(
-                    f"{self.describe()} is not reachable ({type(exc).__name__})"
-                ) from None
+                raise self._unreachable(exc) from None
             if message is not None and message.get("type") == "message":
                 yield bytes(message["data"])
 

@@ -104,7 +104,9 @@ class SQLiteStore:
                     db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
+                raise StoreUnavailable(
+                    f"SQLite store {self.path}: {exc}", reason=str(exc)
+                ) from None
 
     async def _run_async(
         self, work: Callable[[sqlite3.Connection], T], *, write: bool = False
@@ -113,7 +115,9 @@ class SQLiteStore:
             async with asyncio.timeout(self.timeout):
                 return await asyncio.to_thread(self._run, work, write=write)
         except TimeoutError:
-            raise StoreUnavailable(f"SQLite store {self.path} timed out") from None
+            raise StoreUnavailable(
+                f"SQLite store {self.path} timed out", reason="timed out"
+            ) from None
 
     def _sweep(self, db: sqlite3.Connection) -> None:
         now = self._clock()
