@@ -68,7 +68,8 @@ def test_method_rate_per_client_then_32004_with_retry_after(store: Store) -> Non
     assert [code(call(rpc, "scarce")) for _ in range(2)] == [None, None]
     refused = call(rpc, "scarce")
     assert code(refused) == -32004
-    assert refused["error"]["data"] == {"retry_after": 30}  # whole seconds, 60/2
+    assert refused["error"]["data"]["retry_after"] in (29, 30)  # whole seconds, 60/2
+    assert refused["error"]["data"].keys() == {"retry_after"}
     assert code(call(rpc, "scarce", client="10.0.0.2")) is None  # another address
     assert code(call(rpc, "ping")) is None  # the method without a quota still works
 
