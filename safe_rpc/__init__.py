@@ -45,6 +45,14 @@ from ._discovery.stubs import StubError, generate_stubs
 from ._ops import AccessLog, CallRecord, Observer, OpenTelemetry, PrometheusMetrics
 from ._server.server import RPCServer
 from ._serving import serve
+from ._store import (
+    MemoryStore,
+    RedisStore,
+    SQLiteStore,
+    Store,
+    StoreUnavailable,
+    store_from_url,
+)
 from ._transports.http import ASGIApp
 from ._transports.tcp import TCPServer
 from ._version import __version__
@@ -68,6 +76,13 @@ __all__ = [
     "serve",
     # transports and the authenticator interface (for mounting and custom credentials)
     "TCPServer",
+    # shared state
+    "MemoryStore",
+    "RedisStore",
+    "SQLiteStore",
+    "Store",
+    "StoreUnavailable",
+    "store_from_url",
     # clients
     "AsyncClient",
     "BatchFuture",

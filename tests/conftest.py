@@ -43,3 +43,24 @@ def pytest_sessionstart(session: object) -> None:
         import pytest
 
         pytest.exit("CI needs every corpus (tests/corpora.py):\n" + "\n".join(missing), 1)
+
+
+# -- a real redis-server for the store tests (README, Shared state) ------------------------
+import shutil  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+from redis_support import HINT, RedisServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server per test session (tests isolate themselves with key prefixes)."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":  # CI installs it: a skip there would hide a gap
+            pytest.fail(HINT)
+        pytest.skip(HINT)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

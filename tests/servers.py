@@ -31,6 +31,9 @@ class Server:
         return f"http://127.0.0.1:{self.port}/"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        assert self.process.stdout is not None
+        if self.process.stdout.closed:  # stopped already (a test that reads the output)
+            return self.process.wait()
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:

@@ -54,3 +54,10 @@ def test_observers_benchmark_smoke() -> None:
     out = run("benchmarks/observers.py", "--rounds", "1", "--calls", "200", "--no-http")
     for name in ("no observer", "one no-op observer", "access log", "Prometheus", "OpenTelemetry"):
         assert f"| {name}" in out
+
+
+def test_store_benchmark_smoke() -> None:
+    """store.py serves through each backend and prints the ratio table."""
+    out = run("benchmarks/store.py", "--seconds", "0.3", "--rounds", "1")
+    assert "| memory |" in out
+    assert "| sqlite |" in out

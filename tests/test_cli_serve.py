@@ -72,8 +72,8 @@ def test_tls_serving(tmp_path: Path) -> None:
         assert json.loads(body)["result"] == 5
 
 
-def test_workers_serve_calls() -> None:
-    """--workers 2 runs worker processes that answer calls."""
+def test_workers_serve_calls(tmp_path: Path) -> None:
+    """--workers 2 runs worker processes that answer calls (on a shared store)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -88,6 +88,8 @@ def test_workers_serve_calls() -> None:
             f"127.0.0.1:{port}",
             "--workers",
             "2",
+            "--store",
+            f"sqlite:///{tmp_path}/state.db",
         ],
         cwd=APPS,
         stdout=subprocess.PIPE,

@@ -26,6 +26,8 @@ EXPECTED_PUBLIC = {
     "Unauthenticated", "__version__", "load_schema", "serve",
     "StubError", "generate_stubs",
     "ASGIApp", "Authenticator", "TCPServer",
+    # section 12: shared state
+    "MemoryStore", "RedisStore", "SQLiteStore", "Store", "StoreUnavailable", "store_from_url",
 }  # fmt: skip
 # SPEC section 15 (operating it).
 EXPECTED_PUBLIC |= {"ASGIApp", "AccessLog", "Authenticator", "CallRecord", "Observer",

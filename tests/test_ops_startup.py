@@ -37,8 +37,12 @@ def test_tcp_port_in_use_is_one_line(busy_port: int) -> None:
     one_line_error(result, f"cannot listen for TCP on 127.0.0.1:{busy_port}")
 
 
-def test_http_port_in_use_with_workers_is_one_line(busy_port: int) -> None:
-    result = cli("serve", "ops_app:rpc", "--http", f"127.0.0.1:{busy_port}", "--workers", "2")
+def test_http_port_in_use_with_workers_is_one_line(busy_port: int, tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path}/state.db"  # workers need a shared store
+    result = cli(
+        "serve", "ops_app:rpc", "--http", f"127.0.0.1:{busy_port}", "--workers", "2",
+        "--store", store,
+    )  # fmt: skip
     one_line_error(result, f"cannot listen for HTTP on 127.0.0.1:{busy_port}")
 
 
@@ -221,13 +225,14 @@ def test_tcp_auth_failures_and_calls_reach_the_metrics() -> None:
     )
 
 
-def test_lifespan_failure_under_workers_exits_2() -> None:
+def test_lifespan_failure_under_workers_exits_2(tmp_path: Path) -> None:
     """Each worker logs why; the supervisor's clean-looking return becomes exit status 2."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     result = cli(
         "serve", "ops_app:rpc", "--http", f"127.0.0.1:{port}", "--workers", "2",
+        "--store", f"sqlite:///{tmp_path}/state.db",
         env={"OPS_APP_LIFESPAN": "fail"},
     )  # fmt: skip
     assert result.returncode == 2
@@ -252,7 +257,7 @@ def test_sr40_trusted_proxy_flag_gives_each_client_its_own_failure_budget() -> N
         assert exchange(server.port, http_request(ADD))[0] == 200
 
 
-def test_workers_each_run_the_lifespan_access_log_and_tracing() -> None:
+def test_workers_each_run_the_lifespan_access_log_and_tracing(tmp_path: Path) -> None:
     """Options reach every worker: lifespan state, --access-log, --otel (spans per process)."""
     import json
     import subprocess
@@ -262,7 +267,8 @@ def test_workers_each_run_the_lifespan_access_log_and_tracing() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "safe_rpc", "serve", "ops_app:rpc", "--http",
-               f"127.0.0.1:{port}", "--workers", "2", "--access-log", "json", "--otel"]  # fmt: skip
+               f"127.0.0.1:{port}", "--workers", "2", "--access-log", "json", "--otel",
+               "--store", f"sqlite:///{tmp_path}/state.db"]  # fmt: skip
     process = subprocess.Popen(
         command, cwd=APPS, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

@@ -8,7 +8,7 @@ import hmac
 import json
 from typing import Any
 
-from safe_rpc import Keyring
+from safe_rpc import Keyring, Unauthenticated
 
 KEY = bytes(range(32))
 NOW = 1_800_000_000.0
@@ -63,3 +63,12 @@ def craft(
     p = b64(payload if isinstance(payload, bytes) else json.dumps(payload).encode())
     sig = hmac.new(key, f"{h}.{p}".encode(), hashlib.sha256).digest()
     return f"{h}.{p}.{b64(sig)}"
+
+
+def rejected(keyring: Keyring, token: str) -> bool:
+    """True when ``keyring`` refuses ``token`` (with the one error it ever raises)."""
+    try:
+        keyring.verify(token)
+    except Unauthenticated:
+        return True
+    return False

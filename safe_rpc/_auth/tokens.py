@@ -50,6 +50,9 @@ from .._core.context import Principal
 from .._core.errors import ConfigError, Unauthenticated
 from .._core.json import JSONError
 from .._core.limits import KEY_FILE_JSON, TOKEN_JSON
+from .._store.base import Revocations, Store
+from .._store.memory import MemoryStore
+from .._store.revocations import RevocationView
 
 __all__ = ["Keyring"]
 
@@ -128,6 +131,8 @@ class Keyring:
         leeway: clock skew tolerated on ``exp``, ``nbf`` and ``iat`` (default 30 s).
         clock: seconds since the epoch; injectable for tests.
         max_token_bytes: longer tokens are refused before any decoding.
+        store: where revocations live (default: this process's memory). ``RPCServer(store=...)``
+            sets the server's store here; see ``use_store``.
 
     Raises:
         ConfigError: for a short key, a bad key id, no audience, or an unknown ``active``.
@@ -143,6 +148,7 @@ class Keyring:
         leeway: int = 30,
         clock: Callable[[], float] = time.time,
         max_token_bytes: int = 4096,
+        store: Store | None = None,
     ) -> None:
         if not isinstance(audience, str) or not audience:
             raise ConfigError("a Keyring needs a non-empty audience (the service's name)")
@@ -159,8 +165,7 @@ class Keyring:
         self.max_token_bytes = max_token_bytes
         self._clock = clock
         self._active = ""
-        self._revoked_kids: set[str] = set()
-        self._revoked_jtis: dict[str, float] = {}
+        self._revocations = RevocationView(store or MemoryStore(clock=clock), clock=clock)
         # Verified tokens by their exact text (successes only; at most _CACHE_SIZE of them).
         self._cache: dict[str, Principal] = {}
         self.set_active(active)
@@ -199,23 +204,69 @@ class Keyring:
             raise ConfigError(f"key {kid!r} is active; make another key active first")
         self._keys.pop(kid, None)
 
+    # -- revocation (through the store: every process that shares it refuses) -------------
+
+    def use_store(self, store: Store, *, staleness: float = 1.0, max_stale: float = 30.0) -> None:
+        """Read and write revocations through ``store`` from now on.
+
+        Revocations made on the previous store are carried over (written to the new one
+        when they are not there already).
+
+        Raises:
+            StoreUnavailable: when carrying them over failed (they stay in force here).
+        """
+        old = self._revocations.snapshot()
+        self._revocations.stop()
+        self._revocations = RevocationView(
+            store, staleness=staleness, max_stale=max_stale, clock=self._clock
+        )
+        known = self._revocations.snapshot()
+        for kid in old.kids - known.kids:
+            self._revocations.revoke("kid", kid, None)
+        for jti, until in old.jtis.items():
+            if jti not in known.jtis:
+                self._revocations.revoke("jti", jti, until)
+        for subject, before in old.subjects.items():
+            if known.subjects.get(subject, -1.0) < before:
+                self._revocations.revoke("sub", subject, before)
+
+    @property
+    def revocation_view(self) -> RevocationView:
+        """The local revocation cache (the server asks it whether it is too stale)."""
+        return self._revocations
+
+    def revocations(self) -> Revocations:
+        """The revocations in force in this process (a copy)."""
+        return self._revocations.snapshot()
+
     def revoke_kid(self, kid: str) -> None:
-        """Invalidate every token signed with ``kid`` at once (a leaked key)."""
-        self._revoked_kids.add(kid)
+        """Invalidate every token signed with ``kid`` at once (a leaked key).
+
+        Raises:
+            StoreUnavailable: the store did not record it (in force in this process only).
+        """
+        self._revocations.revoke("kid", kid, None)
 
     def revoke_jti(self, jti: str, *, expires_at: float | None = None) -> None:
         """Invalidate one token by its ``jti``. Pass its ``exp`` so the entry can be forgotten
         once the token would have expired anyway (the denylist stays bounded)."""
-        now = self._clock()
-        for old in [j for j, exp in self._revoked_jtis.items() if exp + self.leeway < now]:
-            del self._revoked_jtis[old]
-        until = expires_at if expires_at is not None else now + self.max_lifetime
-        self._revoked_jtis[jti] = until
+        until = expires_at if expires_at is not None else self._clock() + self.max_lifetime
+        self._revocations.revoke("jti", jti, until + self.leeway)
+
+    def revoke_subject(self, subject: str, *, before: float | None = None) -> None:
+        """Invalidate every token of ``subject`` issued before ``before`` (default: now):
+        "sign out everywhere". Tokens issued afterwards are accepted."""
+        self._revocations.revoke("sub", subject, self._clock() if before is None else before)
 
     # -- tokens -----------------------------------------------------------------------------
 
-    def issue(self, subject: str, scopes: Iterable[str] = (), *, ttl: int = 900) -> str:
+    def issue(
+        self, subject: str, scopes: Iterable[str] = (), *, ttl: int = 900, once: bool = False
+    ) -> str:
         """A signed token for ``subject`` holding ``scopes``, valid for ``ttl`` seconds.
+
+        With ``once=True`` the token carries the claim ``"once": true`` and a server accepts
+        it for exactly one message across every process sharing its store.
 
         Raises:
             ConfigError: a subject, scope or ttl that a token cannot carry.
@@ -237,6 +288,8 @@ class Keyring:
             "exp": now + ttl,
             "jti": secrets.token_urlsafe(16),  # 128 random bits
         }
+        if once:
+            claims["once"] = True
         header = {"alg": ALG, "typ": TYP, "kid": self._active}
         signing_input = f"{_encode_json(header)}.{_encode_json(claims)}"
         return f"{signing_input}.{_b64encode(self._mac(self._active, signing_input))}"
@@ -253,7 +306,7 @@ class Keyring:
             # changed; what can (expiry, revocation, key removal) is re-checked here.
             if self.still_valid(cached):
                 return cached
-            del self._cache[token]
+            self._cache.pop(token, None)  # (handler threads may race to drop it)
         try:
             principal = self._verify(token)
         except _Reject as reason:
@@ -266,9 +319,10 @@ class Keyring:
 
     def still_valid(self, principal: Principal) -> bool:
         """Re-check a principal verified earlier: its key, its jti and its expiry."""
-        if principal.key_id not in self._keys or principal.key_id in self._revoked_kids:
+        if principal.key_id not in self._keys:
             return False
-        if principal.token_id in self._revoked_jtis:
+        iat = principal.claims.get("iat", 0)
+        if self._revocations.revoked(principal.key_id, principal.token_id, principal.subject, iat):
             return False
         expires = principal.expires_at
         return expires is None or self._clock() < expires + self.leeway
@@ -299,8 +353,6 @@ class Keyring:
         expected = self._mac(kid, f"{header_b64}.{payload_b64}")
         if not hmac.compare_digest(signature, expected):  # constant time (SR-33)
             _reject("bad signature")
-        if kid in self._revoked_kids:
-            _reject("revoked kid")
         claims = _parse_segment(payload_b64)
         return self._principal(claims, kid)
 
@@ -310,6 +362,8 @@ class Keyring:
             if type(value) is not kind:
                 _reject(f"claim {name} missing or not {kind.__name__}")
         nbf = claims.get("nbf")
+        if claims.get("once", True) is not True:
+            _reject("claim once is not true")  # only issue(..., once=True) sets it
         if "nbf" in claims and type(nbf) is not int:
             _reject("claim nbf not int")
         if claims["aud"] != self.audience:
@@ -327,8 +381,8 @@ class Keyring:
             _reject("expired")
         if nbf is not None and nbf > now + leeway:
             _reject("not yet valid")
-        if claims["jti"] in self._revoked_jtis:
-            _reject("revoked jti")
+        if self._revocations.revoked(kid, claims["jti"], sub, iat):
+            _reject("revoked")
         scopes = frozenset(s for s in scope.split(" ") if s)
         if len(scopes) > _MAX_SCOPES:
             _reject("too many scopes")

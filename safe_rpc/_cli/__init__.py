@@ -9,7 +9,17 @@ from typing import Any
 __all__ = ["COMMANDS", "CLIError", "subcommand"]
 
 #: Module names under ``safe_rpc._cli``, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("serve", "call", "keygen", "token", "openrpc", "stubs", "audit")
+COMMANDS: tuple[str, ...] = (
+    "serve",
+    "call",
+    "keygen",
+    "token",
+    "revoke",
+    "revocations",
+    "openrpc",
+    "stubs",
+    "audit",
+)
 
 
 class CLIError(Exception):

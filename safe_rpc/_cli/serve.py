@@ -37,6 +37,13 @@ OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ),
     ("--ssl-keyfile", "SAFE_RPC_SSL_KEYFILE", "str", "FILE", "private key of the certificate"),
     ("--workers", "SAFE_RPC_WORKERS", "int", "N", "HTTP worker processes (default 1)"),
+    (
+        "--store",
+        "SAFE_RPC_STORE",
+        "str",
+        "URL",
+        "shared state: memory, sqlite:///PATH, redis://HOST:PORT/DB, rediss://...",
+    ),
     ("--allow-host", "SAFE_RPC_ALLOW_HOSTS", "list", "NAME", "Host name accepted besides loopback"),
     (
         "--allow-origin",
@@ -109,11 +116,17 @@ server in code); every limit comes from the server's Limits. Each flag can also 
 its SAFE_RPC_* environment variable (shown in brackets); the flag wins.
 --workers N serves HTTP only (TCP and --metrics need one process: run them separately).
 
+--store URL keeps revocations, quotas, failed-authentication counts and single-use token
+ids where every process sees them: sqlite:///PATH for the workers of one host,
+redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss://... for a fleet. --workers N > 1 needs
+one. The store must answer at startup (otherwise: one line, exit status 2).
+
 examples:
   safe-rpc serve examples.calculator:rpc
   SAFE_RPC_KEY_FILE=keys.json safe-rpc serve examples.bank:rpc --http 0.0.0.0:8443 \\
       --ssl-certfile cert.pem --ssl-keyfile key.pem --allow-host bank.example.com \\
       --trusted-proxy 10.0.0.2 --access-log json --metrics 127.0.0.1:9100
+  safe-rpc serve examples.bank:rpc --keys keys.json --workers 4 --store sqlite:///state.db
 """
 
 
@@ -200,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
                     f"--{flag} needs a single process: drop --workers or run "
                     f"`safe-rpc serve --{flag} ...` as a separate process"
                 )
-        app = build_app(args.target, keys=s["keys"], options=HTTPOptions())
+        app = build_app(args.target, keys=s["keys"], options=HTTPOptions(), store=s["store"])
         run_workers(
             app.rpc,
             target=args.target,
@@ -212,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
             options=options,
             grace=s["grace"],
             log_level=s["log_level"],
+            store=s["store"],
         )
         return 0
     app = build_app(args.target, keys=s["keys"], options=HTTPOptions())
@@ -233,5 +247,6 @@ def run(args: argparse.Namespace) -> int:
         otel=options.otel,
         grace=s["grace"],
         log_level=s["log_level"],
+        store=s["store"],
     )
     return 0

@@ -25,12 +25,15 @@ def add_parser(subparsers: Any) -> None:
         "--scope", action="append", default=[], help="a scope to grant (repeat for several)"
     )
     parser.add_argument("--ttl", type=int, default=900, help="lifetime in seconds (default 900)")
+    parser.add_argument(
+        "--once", action="store_true", help="single-use: accepted for one message only"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         keyring = Keyring.from_file(args.keys)
-        token = keyring.issue(args.subject, args.scope, ttl=args.ttl)
+        token = keyring.issue(args.subject, args.scope, ttl=args.ttl, once=args.once)
     except ConfigError as exc:
         raise CLIError(str(exc)) from None
     print(token)

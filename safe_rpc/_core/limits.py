@@ -125,6 +125,17 @@ class Limits:
     #: Failed authentications allowed per client address per minute before 429 (SR-40).
     auth_failures_per_minute: int = 10
 
+    # -- shared state (the store: revocations, quotas, single-use tokens) ----------------------
+    #: Most seconds one call waits on the store (a quota decision, a single-use claim);
+    #: past it the store counts as down. A LAN Redis answers in well under a millisecond.
+    store_timeout: float = 0.5
+    #: A revocation made anywhere is refused by every process within this many seconds
+    #: (each process reads the store's revocation version four times per interval).
+    revocation_staleness: float = 1.0
+    #: How long a process keeps serving private calls on its cached revocations while the
+    #: store cannot be read; past it private calls get -32009 until the store is back.
+    revocation_max_stale: float = 30.0
+
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator, Mapping
 from time import perf_counter
 from typing import Any, Final
 
+from .admission import Admission, Deferred
 from .authn import Authenticator
 from .context import EMPTY_STATE, Context, Principal
 from .errors import (
@@ -51,8 +52,17 @@ class _Invalid:
     __slots__ = ()
 
 
+class _Refused:
+    """Auth state of a message refused as a whole (a single-use token presented again)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: RPCError) -> None:
+        self.error = error
+
+
 _INVALID: Final = _Invalid()
-_Auth = Principal | None | _Invalid
+_Auth = Principal | None | _Invalid | _Refused
 
 
 class Failure:
@@ -75,7 +85,7 @@ class Call:
         self.kwargs = kwargs
 
 
-_Flow = Generator[Call, Any, bytes | None]
+_Flow = Generator[Call | Deferred, Any, bytes | None]
 
 
 def _fixed(error: RPCError) -> bytes:
@@ -121,6 +131,8 @@ class Pipeline:
         self._emit: Callable[..., None] | None = None
         #: What ``RPCServer(lifespan=...)`` yielded in this process (``Context.state``).
         self.state: Mapping[str, Any] = EMPTY_STATE
+        #: Checks on shared state (quotas, single-use tokens); set by RPCServer.
+        self.admission: Admission | None = None
 
     def authenticate(self, token: str) -> Principal:
         """Verify a bearer token with the keyring.
@@ -208,6 +220,10 @@ class Pipeline:
             logger.debug("parse error: %s", exc)
             return _PARSE_ERROR  # section 5.1: id is null when it cannot be detected
         auth = self._resolve_auth(token, principal)
+        if self.admission is not None and type(auth) is Principal:
+            refusal = yield from self.admission.message(auth)
+            if refusal is not None:
+                auth = _Refused(refusal)
         if type(message) is not list:
             piece = yield from step(message, auth, transport, client, False)
             if piece is not None and len(piece) > limits.max_response_bytes:
@@ -257,6 +273,11 @@ class Pipeline:
             return (
                 None if request.id is NO_ID else self._encode_error(ResponseTooLarge(), request.id)
             )
+        if self.admission is not None:  # quotas and other checks on shared state
+            who = auth if type(auth) is Principal else None
+            refusal = yield from self.admission.element(spec, who, client)
+            if refusal is not None:
+                return None if request.id is NO_ID else self._encode_error(refusal, request.id)
         try:
             kwargs = spec.bind(request.params)
         except InvalidParams as exc:
@@ -313,6 +334,8 @@ class Pipeline:
         # SECURITY.md SR-39: deny by default, decided per element, nothing leaks.
         if auth is _INVALID:
             return Unauthenticated()  # a bad credential never downgrades to anonymous
+        if type(auth) is _Refused:
+            return auth.error
         if spec is not None and spec.public:
             return None
         if auth is None:

@@ -10,6 +10,9 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .._auth.limiter import FailedAuthLimiter
+from .._auth.shared_limiter import StoreAuthLimiter
+from .._auth.tokens import Keyring
+from .._core.admission import Deferred
 from .._core.authn import Authenticator
 from .._core.context import Principal
 from .._core.errors import (
@@ -26,6 +29,10 @@ from .._core.registry import MethodSpec, build_method
 from .._discovery import Discovery
 from .._ops import CallRecord, Lifespan, ObserverSet, running
 from .._ops.health import Readiness
+from .._store.admission import Rate, StoreAdmission, parse_rate
+from .._store.base import Store, StoreUnavailable
+from .._store.memory import MemoryStore
+from .._store.revocations import RevocationView
 
 if TYPE_CHECKING:
     from .._transports.http import ASGIApp
@@ -63,7 +70,15 @@ class RPCServer(Pipeline):
         errors: the registry that maps error codes to classes (application errors register
             themselves in the default one).
         auth_limiter: counts failed authentications per client address for the transports
-            (default: ``Limits.auth_failures_per_minute`` per minute, in memory).
+            (default: ``Limits.auth_failures_per_minute`` per minute, in the store).
+        store: where shared security state lives: revocations (the keyring is switched to
+            it), failed-authentication counts, quotas, single-use token ids. Default: a
+            ``MemoryStore`` (this process only); ``SQLiteStore`` for processes on one host,
+            ``RedisStore`` for a fleet.
+        rate: a quota on every call, per principal (per client address when anonymous),
+            e.g. ``"600/minute"``; each batch element counts once; over it, -32004.
+        quota_failure: ``"closed"`` (default): when the store cannot be reached, calls that
+            need it (quotas, single-use tokens) get -32009; ``"open"``: they are admitted.
         title, version: the ``info`` of the OpenRPC document ``rpc.discover`` answers.
         discover: answer the reserved ``rpc.discover`` (on by default; each caller sees only
             the methods it may call). ``False`` makes it an unknown method like any other.
@@ -83,7 +98,10 @@ class RPCServer(Pipeline):
         limits: Limits | None = None,
         reveal_forbidden: bool = False,
         errors: ErrorRegistry | None = None,
-        auth_limiter: FailedAuthLimiter | None = None,
+        auth_limiter: FailedAuthLimiter | StoreAuthLimiter | None = None,
+        store: Store | None = None,
+        rate: str | None = None,
+        quota_failure: str = "closed",
         title: str = "safe_rpc service",
         version: str = "0.0.0",
         discover: bool = True,
@@ -91,9 +109,15 @@ class RPCServer(Pipeline):
         lifespan: Lifespan | None = None,
         readiness: Readiness | None = None,
     ) -> None:
-        super().__init__(
-            keyring=keyring, limits=limits, reveal_forbidden=reveal_forbidden, errors=errors
-        )
+        if quota_failure not in ("closed", "open"):
+            raise RegistrationError('quota_failure must be "closed" or "open"')
+        if store is not None and not isinstance(store, Store):
+            raise RegistrationError("store must be a MemoryStore, SQLiteStore or RedisStore")
+        self._store_given = store is not None
+        self.store: Store = store if store is not None else MemoryStore()
+        self._default_auth_limiter = auth_limiter is None
+        super().__init__(limits=limits, reveal_forbidden=reveal_forbidden, errors=errors)
+        self.keyring = keyring  # after the limits: attaching it to the store reads them
         #: Builds and caches the ``rpc.discover`` document per caller view (SECURITY.md).
         self.discovery = Discovery(self._methods.values, title=title, version=version)
         if discover:
@@ -102,11 +126,81 @@ class RPCServer(Pipeline):
         self.ops = ObserverSet(observers)
         self._emit = self.ops.emit if self.ops else None
         self.lifespan = lifespan
-        #: Asked by ``GET /readyz`` unless the ``ASGIApp`` was given its own check.
-        self.readiness = readiness
+        #: Asked by ``GET /readyz`` unless the ``ASGIApp`` was given its own check; by
+        #: default, whether the store answers within ``Limits.store_timeout``.
+        self.readiness: Readiness = readiness if readiness is not None else self.store_ready
         #: Failed authentications per caller source, shared by the transports (SR-40).
-        self.auth_limiter = auth_limiter or FailedAuthLimiter(self.limits.auth_failures_per_minute)
+        self.auth_limiter = auth_limiter or self._default_limiter()
         self._inflight = 0
+        self._rates: dict[str, Rate] = {}
+        self._checks = StoreAdmission(
+            self.store,
+            rate=parse_rate(rate) if rate is not None else None,
+            method_rates=self._rates,
+            fail_open=quota_failure == "open",
+            timeout=self.limits.store_timeout,
+            view=self._revocation_view,
+            leeway=lambda: float(getattr(self._keyring, "leeway", 0.0)),
+        )
+        self.admission = self._checks
+
+    def use_store(self, store: Store) -> None:
+        """Switch this server (its keyring, quotas, single-use ids and, unless one was
+        given, its failed-authentication limiter) to ``store``; ``safe-rpc serve --store``
+        calls it on the server it imported. Call it before serving."""
+        if not isinstance(store, Store):
+            raise RegistrationError("store must be a MemoryStore, SQLiteStore or RedisStore")
+        self.store = store
+        self._store_given = True
+        self._checks.store = store
+        if self._default_auth_limiter:
+            self.auth_limiter = self._default_limiter()
+        self.keyring = self._keyring  # re-attach its revocations
+
+    def _default_limiter(self) -> FailedAuthLimiter | StoreAuthLimiter:
+        per_minute = self.limits.auth_failures_per_minute
+        if self.store.shared:
+            return StoreAuthLimiter(self.store, per_minute)
+        return FailedAuthLimiter(per_minute)
+
+    @property
+    def keyring(self) -> Authenticator | None:
+        """Verifies bearer tokens; a ``Keyring`` set here reads revocations from the store."""
+        return self._keyring
+
+    @keyring.setter
+    def keyring(self, keyring: Authenticator | None) -> None:
+        if self._store_given and isinstance(keyring, Keyring):
+            keyring.use_store(
+                self.store,
+                staleness=self.limits.revocation_staleness,
+                max_stale=self.limits.revocation_max_stale,
+            )
+        self._keyring = keyring
+
+    def _revocation_view(self) -> RevocationView | None:
+        keyring = self._keyring
+        return keyring._revocations if type(keyring) is Keyring else None
+
+    async def store_ready(self) -> bool:
+        """True when the store answers within ``Limits.store_timeout`` (for a readiness
+        probe such as ``/readyz``)."""
+        try:
+            async with asyncio.timeout(self.limits.store_timeout):
+                await self.store.ping_async()
+        except (StoreUnavailable, TimeoutError):
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        """Stop this server's background work (revocation poller, pending store writes)
+        and close the store. ``safe_rpc.serve`` calls it at shutdown."""
+        view = self._revocation_view()
+        if view is not None:
+            await view.aclose()
+        if isinstance(self.auth_limiter, StoreAuthLimiter):
+            await self.auth_limiter.aclose()
+        await self.store.aclose()
 
     @overload
     def method(self, func: F, /) -> F: ...
@@ -119,6 +213,7 @@ class RPCServer(Pipeline):
         scopes: Iterable[str] = (),
         public: bool = False,
         errors: Iterable[type[RPCError]] = (),
+        rate: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def method(
@@ -130,6 +225,7 @@ class RPCServer(Pipeline):
         scopes: Iterable[str] = (),
         public: bool = False,
         errors: Iterable[type[RPCError]] = (),
+        rate: str | None = None,
     ) -> F | Callable[[F], F]:
         """Register a function as an RPC method; returns the function unchanged.
 
@@ -142,17 +238,24 @@ class RPCServer(Pipeline):
             public: callable without a token. Public methods cannot require scopes.
             errors: the application errors (``RPCError`` subclasses) the method may raise;
                 ``rpc.discover`` lists them and generated clients raise them by class.
+            rate: a quota on this method per principal (per client address when
+                anonymous), e.g. ``"5/minute"``, counted in the server's store; over it the
+                caller gets -32004 with ``data.retry_after`` (whole seconds).
 
         Raises:
             RegistrationError: at import time, for a reserved or malformed name, a duplicate,
                 ``*args``/``**kwargs``, a missing annotation or an unsupported type.
         """
 
+        quota = parse_rate(rate) if rate is not None else None
+
         def register(f: F) -> F:
             spec = build_method(f, name=name, public=public, scopes=scopes, errors=errors)
             if spec.name in self._methods:
                 raise RegistrationError(f"method {spec.name!r} is already registered")
             self._methods[spec.name] = spec
+            if quota is not None:
+                self._rates[spec.name] = quota
             self._has_private = self._has_private or not spec.public
             return f
 
@@ -258,7 +361,9 @@ class RPCServer(Pipeline):
 
     # -- the asyncio driver ---------------------------------------------------------------------
 
-    async def _run_async(self, call: Call) -> Any:
+    async def _run_async(self, call: Call | Deferred) -> Any:
+        if not isinstance(call, Call):
+            return await call.run_async()  # a store operation (quota, single-use token)
         if self._inflight >= self.limits.max_inflight:
             return Failure(ServerBusy())
         self._inflight += 1
@@ -285,7 +390,9 @@ class RPCServer(Pipeline):
         except Exception as exc:
             return self._failure(spec, exc)
 
-    def _run_sync(self, call: Call) -> Any:
+    def _run_sync(self, call: Call | Deferred) -> Any:
+        if not isinstance(call, Call):
+            return call.run_sync()
         spec = call.spec
         if not spec.is_async:
             try:

@@ -28,10 +28,14 @@ from .._core.errors import ConfigError
 from .._ops.access import ACCESS_LOGGER, AccessLog
 from .._ops.health import Readiness
 from .._server.server import RPCServer
+from .._store.base import Store, StoreUnavailable
+from .._store.url import store_from_url
 from .._transports.http import DEFAULT_HOSTS, ASGIApp
 
 __all__ = [
     "HTTPOptions",
+    "attach_store",
+    "check_workers",
     "build_app",
     "is_loopback",
     "load_target",
@@ -91,10 +95,44 @@ def load_target(spec: str) -> RPCServer:
     return target
 
 
-def build_app(spec: str, *, keys: str | None, options: HTTPOptions) -> ASGIApp:
+def attach_store(rpc: RPCServer, store: Store | str | None) -> None:
+    """Put ``rpc`` (and its keyring) on ``store`` after checking the store answers.
+
+    A store that cannot be used at startup (malformed URL, wrong password, unreachable) is
+    a ``ConfigError``: the server does not start half-protected (``safe-rpc serve`` prints
+    one line and exits 2). Outages *after* startup are handled while serving.
+    """
+    if store is None:
+        return
+    try:
+        if isinstance(store, str):
+            store = store_from_url(store, timeout=rpc.limits.store_timeout)
+        store.ping()
+    except StoreUnavailable as exc:
+        raise ConfigError(
+            f"cannot use the store: {exc} (check the --store URL, its password, and that "
+            "the store is running)"
+        ) from None
+    rpc.use_store(store)
+
+
+def check_workers(rpc: RPCServer, workers: int) -> None:
+    """Refuse worker processes that would each keep their own security state."""
+    if workers > 1 and not rpc.store.shared:
+        raise ConfigError(
+            f"--workers {workers} needs a shared store, or each worker keeps its own "
+            "revocations and quotas: add --store sqlite:///PATH (one host) or "
+            "--store redis://HOST:6379/0 (several hosts)"
+        )
+
+
+def build_app(
+    spec: str, *, keys: str | None, options: HTTPOptions, store: str | None = None
+) -> ASGIApp:
     rpc = load_target(spec)
     if keys is not None:
         rpc.keyring = Keyring.from_file(keys)
+    attach_store(rpc, store)
     install_observers(rpc, options)
     return options.app(rpc)
 
@@ -205,8 +243,12 @@ def serve(
     otel: bool = False,
     grace: float = 10.0,
     log_level: str = "info",
+    store: Store | str | None = None,
 ) -> None:
     """Serve ``rpc`` over HTTP and/or framed TCP until SIGTERM or Ctrl-C.
+
+    ``store`` (a ``Store`` or a URL such as ``redis://HOST:6379/0``) replaces the server's
+    store; it must answer at startup.
 
     The same as ``safe-rpc serve``: binding a non-loopback address without a keyring is
     refused, ``Limits`` deadlines hold against slow clients, in-flight calls get ``grace``
@@ -226,6 +268,7 @@ def serve(
     check_numbers(grace=grace)
     if keys is not None:
         rpc.keyring = Keyring.from_file(keys)
+    attach_store(rpc, store)
     http_address = parse_address(http) if http else None
     tcp_address = parse_address(tcp) if tcp else None
     for address in (http_address, tcp_address):
@@ -340,6 +383,7 @@ async def _serve(
             app.draining = True
             if tcp_server is not None:
                 await tcp_server.close(grace)
+            await app.rpc.aclose()  # the revocation poller, pending store writes, the store
 
 
 async def _until_signalled() -> None:
@@ -390,11 +434,13 @@ def run_workers(
     options: HTTPOptions,
     grace: float,
     log_level: str,
+    store: str | None = None,
 ) -> None:
     """Serve ``target`` over HTTP in ``workers`` processes (each re-imports it)."""
     import uvicorn
 
     check_numbers(grace=grace, workers=workers)
+    check_workers(rpc, workers)
     host, port = parse_address(http or "127.0.0.1:8000")
     refuse_public_without_keys(rpc, host)
     tls_context(ssl_certfile, ssl_keyfile)  # the same checks as one process: fail here, once
@@ -406,6 +452,7 @@ def run_workers(
         SAFE_RPC_SERVE_TARGET=target,
         SAFE_RPC_SERVE_KEYS=keys or "",
         SAFE_RPC_SERVE_OPTIONS=json.dumps(dataclasses.asdict(options)),
+        SAFE_RPC_SERVE_STORE=store or "",
     )
     scheme = "https" if ssl_certfile else "http"
     print(f"safe_rpc: {workers} workers on {scheme}://{host}:{port}/ auth {_auth_state(rpc)}")
@@ -452,4 +499,5 @@ def worker_app() -> Any:
         os.environ["SAFE_RPC_SERVE_TARGET"],
         keys=os.environ.get("SAFE_RPC_SERVE_KEYS") or None,
         options=HTTPOptions(**fields),
+        store=os.environ.get("SAFE_RPC_SERVE_STORE") or None,
     )
