@@ -28,9 +28,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from json.encoder import encode_basestring  # the C implementation when built
 from typing import Any, Final, NoReturn
 
-__all__ = ["JSONError", "StrictJSON", "dumps_strict"]
+__all__ = ["JSONError", "StrictJSON", "dumps_strict", "result_bytes"]
 
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
@@ -231,3 +232,30 @@ def _check_ints(value: Any) -> None:
             stack.extend(item)
         elif isinstance(item, dict):
             stack.extend(item.values())
+
+
+def result_bytes(result: Any, id: Any) -> bytes | None:
+    """``{"jsonrpc":"2.0","result":R,"id":I}`` for a scalar result and id, byte for byte what
+    ``dumps_strict`` gives for that object, without walking a dict through the encoder and
+    the output through the int check; None when either value needs the general encoder."""
+    r = _scalar(result)
+    i = _scalar(id)
+    if r is None or i is None:
+        return None
+    try:
+        return f'{{"jsonrpc":"2.0","result":{r},"id":{i}}}'.encode()
+    except UnicodeEncodeError:  # a lone surrogate: the general path reports it
+        return None
+
+
+def _scalar(value: Any) -> str | None:
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value) if INT64_MIN <= value <= INT64_MAX else None
+    if kind is str:
+        return encode_basestring(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return None

@@ -33,13 +33,13 @@ from .errors import (
     RPCError,
     Unauthenticated,
 )
-from .json import JSONError, dumps_strict
+from .json import JSONError, dumps_strict, result_bytes
 from .limits import Limits
 from .logs import log_safe
 from .protocol import NO_ID, Request, classify, error_response
 from .registry import MethodSpec
 
-__all__ = ["Call", "Failure", "Pipeline"]
+__all__ = ["Batch", "Call", "Failure", "Pipeline"]
 
 logger = logging.getLogger("safe_rpc")
 
@@ -64,17 +64,38 @@ class Failure:
 
 
 class Call:
-    """One handler invocation the pipeline asks its driver to perform."""
+    """One handler invocation the pipeline asks its driver to perform.
 
-    __slots__ = ("args", "kwargs", "spec")
+    ``id`` is the request id, or ``NO_ID`` for a notification.
+    """
 
-    def __init__(self, spec: MethodSpec, args: list[Any], kwargs: dict[str, Any]) -> None:
+    __slots__ = ("args", "id", "kwargs", "spec")
+
+    def __init__(
+        self, spec: MethodSpec, args: list[Any], kwargs: dict[str, Any], id: Any = NO_ID
+    ) -> None:
         self.spec = spec
         self.args = args
         self.kwargs = kwargs
+        self.id = id
 
 
-_Flow = Generator[Call, Any, bytes | None]
+class Batch:
+    """The elements of a batch, prepared: each one a final answer (bytes or None) or a Call.
+
+    Yielded to the driver once with every call of the batch (``calls``, in order); the
+    driver sends back their outcomes in the same order, or None to be asked one by one.
+    """
+
+    __slots__ = ("calls", "elements", "steps")
+
+    def __init__(self, elements: list[Any], steps: list[bytes | Call | None]) -> None:
+        self.elements = elements
+        self.steps = steps
+        self.calls = [step for step in steps if type(step) is Call]
+
+
+_Flow = Generator[Call | Batch, Any, bytes | None]
 
 
 def _fixed(error: RPCError) -> bytes:
@@ -140,8 +161,6 @@ class Pipeline:
 
     # -- dispatch -------------------------------------------------------------------------------
 
-    # -- dispatch -------------------------------------------------------------------------------
-
     def _guarded_flow(
         self,
         data: bytes,
@@ -150,14 +169,20 @@ class Pipeline:
         transport: str,
         client: str | None,
     ) -> _Flow:
+        return (yield from self._guarded(self._flow(data, token, principal, transport, client)))
+
+    def _guarded(self, flow: _Flow) -> _Flow:
         # The last line of defence for "never raises for anything the peer sent": a bug in
         # the pipeline becomes one logged internal error, not an exception in a transport.
         try:
-            return (yield from self._flow(data, token, principal, transport, client))
+            return (yield from flow)
         except Exception:
-            error_id = secrets.token_hex(8)
-            logger.exception("safe_rpc pipeline failure; error_id=%s", error_id)
-            return _INTERNAL_ERROR
+            return self._pipeline_failure()
+
+    def _pipeline_failure(self) -> bytes:
+        error_id = secrets.token_hex(8)
+        logger.exception("safe_rpc pipeline failure; error_id=%s", error_id)
+        return _INTERNAL_ERROR
 
     def _flow(
         self,
@@ -167,6 +192,22 @@ class Pipeline:
         transport: str,
         client: str | None,
     ) -> _Flow:
+        step = self._start(data, token, principal, transport, client)
+        if type(step) is Call:
+            return self._finish_single(step, (yield step))
+        if type(step) is Batch:
+            return (yield from self._batch(step))
+        return step  # type: ignore[return-value]
+
+    def _start(
+        self,
+        data: bytes,
+        token: str | None,
+        principal: Principal | None,
+        transport: str,
+        client: str | None,
+    ) -> bytes | Call | Batch | None:
+        """Everything up to the first handler call: the final answer, or what to run."""
         limits = self.limits
         if len(data) > limits.max_request_bytes:
             return _REQUEST_TOO_LARGE
@@ -177,10 +218,10 @@ class Pipeline:
             return _PARSE_ERROR  # section 5.1: id is null when it cannot be detected
         auth = self._resolve_auth(token, principal)
         if type(message) is not list:
-            piece = yield from self._element(message, auth, transport, client, False)
-            if piece is not None and len(piece) > limits.max_response_bytes:
-                piece = self._encode_error(ResponseTooLarge(), _request_id(message))
-            return piece
+            step = self._prepare(message, auth, transport, client)
+            if type(step) is bytes and len(step) > limits.max_response_bytes:
+                return self._encode_error(ResponseTooLarge(), _request_id(message))
+            return step
         # Section 6: "If the batch rpc call itself fails to be recognized as an valid JSON or
         # as an Array with at least one value, the response from the Server MUST be a single
         # Response object." A batch over the limit is refused whole, before any element runs.
@@ -188,12 +229,38 @@ class Pipeline:
             return _INVALID_REQUEST
         if len(message) > limits.max_batch:
             return _BATCH_TOO_LARGE
+        steps = [self._prepare(element, auth, transport, client) for element in message]
+        return Batch(message, steps)
+
+    def _finish_single(self, call: Call, outcome: Any) -> bytes | None:
+        piece = self._finish(call, outcome)
+        if piece is not None and len(piece) > self.limits.max_response_bytes:
+            return self._encode_error(ResponseTooLarge(), call.id)
+        return piece
+
+    def _batch(self, batch: Batch) -> _Flow:
+        # The driver answers a Batch with every outcome at once (dispatch_async runs the
+        # calls concurrently under one deadline) or with None: then the calls are asked
+        # for one at a time, and once the answer is over the response cap later requests
+        # are not executed, since their work could never be delivered.
+        outcomes = (yield batch) if batch.calls else []
+        steps = batch.steps
         pieces: list[bytes] = []
-        budget = limits.max_response_bytes - 2  # the enclosing brackets
-        for element in message:
-            # Once the answer is over the response cap, later requests are not executed:
-            # their work could never be delivered.
-            piece = yield from self._element(element, auth, transport, client, budget < 0)
+        budget = self.limits.max_response_bytes - 2  # the enclosing brackets
+        done = 0
+        for step, element in zip(steps, batch.elements, strict=True):
+            piece: bytes | None
+            if type(step) is not Call:
+                piece = step  # type: ignore[assignment]
+            elif outcomes is not None:
+                piece = self._finish(step, outcomes[done])
+                done += 1
+            elif budget < 0:
+                piece = (
+                    None if step.id is NO_ID else self._encode_error(ResponseTooLarge(), step.id)
+                )
+            else:
+                piece = self._finish(step, (yield step))
             if piece is None:
                 continue
             budget -= len(piece) + 1
@@ -207,9 +274,10 @@ class Pipeline:
             return None
         return b"[" + b",".join(pieces) + b"]"
 
-    def _element(
-        self, element: Any, auth: _Auth, transport: str, client: str | None, exhausted: bool
-    ) -> _Flow:
+    def _prepare(
+        self, element: Any, auth: _Auth, transport: str, client: str | None
+    ) -> bytes | Call | None:
+        """One element up to its handler call: the final answer, or the Call to make."""
         request = classify(element)
         if type(request) is not Request:
             return self._encode_error(InvalidRequest(), request)
@@ -219,10 +287,6 @@ class Pipeline:
             # Section 4.1: "The Server MUST NOT reply to a Notification", errors included.
             return None if request.id is NO_ID else self._encode_error(denial, request.id)
         assert spec is not None  # _authorize denies unknown methods
-        if exhausted:
-            return (
-                None if request.id is NO_ID else self._encode_error(ResponseTooLarge(), request.id)
-            )
         try:
             kwargs = spec.bind(request.params)
         except InvalidParams as exc:
@@ -238,19 +302,27 @@ class Pipeline:
                 client=client,
             )
         args, kwargs = spec.call_args(kwargs, context)  # type: ignore[arg-type]
-        outcome = yield Call(spec, args, kwargs)
-        if request.id is NO_ID:
+        return Call(spec, args, kwargs, request.id)
+
+    def _finish(self, call: Call, outcome: Any) -> bytes | None:
+        """The answer to one call, from what its handler returned (or a Failure)."""
+        if call.id is NO_ID:
             return None
         if type(outcome) is Failure:
-            return self._encode_error(outcome.error, request.id)
+            return self._encode_error(outcome.error, call.id)
+        spec = call.spec
         try:
-            if type(outcome) is not spec.plain_result:
-                # The general path; a value whose type *is* the plain annotation (an int from
-                # `-> int`, a str from `-> str`) is already its own JSON form.
+            if type(outcome) is spec.plain_result:
+                # A value whose type *is* the plain annotation (an int from `-> int`, a
+                # str from `-> str`) is already its own JSON form.
+                fast = result_bytes(outcome, call.id)
+                if fast is not None:
+                    return fast
+            else:
                 outcome = spec.result_adapter.dump_python(outcome, mode="json", warnings="error")
-            return dumps_strict({"jsonrpc": "2.0", "result": outcome, "id": request.id})
+            return dumps_strict({"jsonrpc": "2.0", "result": outcome, "id": call.id})
         except Exception as exc:  # wrong type for the annotation, NaN, huge int, surrogate
-            return self._encode_error(self._internal_error(spec.name, exc), request.id)
+            return self._encode_error(self._internal_error(spec.name, exc), call.id)
 
     def _authorize(self, spec: MethodSpec | None, name: str, auth: _Auth) -> RPCError | None:
         # Section 6 of SPEC.md: deny by default, decided per element, nothing leaks.
@@ -294,8 +366,6 @@ class Pipeline:
         # Anything else, including a RemoteError re-raised from another server (its data
         # is foreign and unvalidated), is an internal error.
         return Failure(self._internal_error(spec.name, exc))
-
-    # -- drivers -------------------------------------------------------------------------------
 
 
 def _request_id(element: Any) -> Any:

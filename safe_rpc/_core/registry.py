@@ -59,6 +59,7 @@ class MethodSpec:
 
     __slots__ = (
         "args_adapter",
+        "blocking",
         "context_param",
         "defaults",
         "func",
@@ -90,8 +91,12 @@ class MethodSpec:
         result_adapter: TypeAdapter[Any],
         json_native: bool = False,
         return_hint: Any = None,
+        blocking: bool = True,
     ) -> None:
         self.name = name
+        #: A sync handler that may block: under dispatch_async it runs on the handler pool.
+        #: False (declared with ``@rpc.method(blocking=False)``) runs it inline on the loop.
+        self.blocking = blocking
         self.func = func
         self.public = public
         self.scopes = scopes
@@ -249,6 +254,7 @@ def build_method(
     name: str | None,
     public: bool,
     scopes: Iterable[str],
+    blocking: bool = True,
 ) -> MethodSpec:
     """Inspect ``func`` once and build its ``MethodSpec``.
 
@@ -265,6 +271,11 @@ def build_method(
     for scope in scope_set:
         if not isinstance(scope, str) or not scope or any(c.isspace() for c in scope):
             raise RegistrationError(f"scope {scope!r} must be a non-empty string with no spaces")
+    if not blocking and inspect.iscoroutinefunction(func):
+        raise RegistrationError(
+            f"method {method_name!r}: blocking=False is for sync functions (it runs them on the "
+            "event loop); an async function already runs there, drop the argument"
+        )
     if public and scope_set:
         raise RegistrationError(f"method {method_name!r} is public and cannot require scopes")
 
@@ -354,4 +365,5 @@ def build_method(
         result_adapter=result_adapter,
         json_native=native,
         return_hint=hints["return"],
+        blocking=blocking,
     )

@@ -14,8 +14,9 @@ from .._core.context import Principal
 from .._core.errors import ErrorRegistry, RegistrationError, RequestTimeout, ServerBusy
 from .._core.limits import Limits
 from .._core.logs import log_safe
-from .._core.pipeline import Call, Failure, Pipeline
+from .._core.pipeline import Batch, Call, Failure, Pipeline, _Flow
 from .._core.registry import MethodSpec, build_method
+from .threads import NOT_RUN, Job, ThreadPool, raised
 
 if TYPE_CHECKING:
     from .._transports.http import ASGIApp
@@ -25,6 +26,10 @@ __all__ = ["RPCServer"]
 logger = logging.getLogger("safe_rpc")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# A batch's sync job still running after this long has calls that block: more threads
+# join it. Fast calls finish well inside it and cost one thread hand-off for the batch.
+_WIDEN_AFTER = 0.002
 
 
 class RPCServer(Pipeline):
@@ -71,6 +76,20 @@ class RPCServer(Pipeline):
         #: Failed authentications per caller source, shared by the transports (SR-40).
         self.auth_limiter = auth_limiter or FailedAuthLimiter(self.limits.auth_failures_per_minute)
         self._inflight = 0
+        self._pool = ThreadPool(self.limits.max_threads)
+        self._plain = True
+        self._refresh_fast_path()
+
+    def _refresh_fast_path(self) -> None:
+        """Decide whether ``dispatch``/``dispatch_async`` may skip the generator pipeline.
+
+        The fused path runs the very same steps as ``_flow`` (``_start``, ``_prepare``,
+        ``_finish``), only without driving a generator. Any feature that needs per-call work
+        must make this false: anything that wraps or extends ``_flow`` (observers, quotas,
+        built-in methods, subscriptions) is reached only through the general pipeline.
+        Call this again after registration and after any such configuration change.
+        """
+        self._plain = type(self)._flow is Pipeline._flow
 
     @overload
     def method(self, func: F, /) -> F: ...
@@ -82,6 +101,7 @@ class RPCServer(Pipeline):
         name: str | None = None,
         scopes: Iterable[str] = (),
         public: bool = False,
+        blocking: bool = True,
     ) -> Callable[[F], F]: ...
 
     def method(
@@ -92,6 +112,7 @@ class RPCServer(Pipeline):
         name: str | None = None,
         scopes: Iterable[str] = (),
         public: bool = False,
+        blocking: bool = True,
     ) -> F | Callable[[F], F]:
         """Register a function as an RPC method; returns the function unchanged.
 
@@ -102,6 +123,12 @@ class RPCServer(Pipeline):
                 such as ``"account.withdraw"`` namespace methods.
             scopes: every scope a caller's token must hold (exact string match).
             public: callable without a token. Public methods cannot require scopes.
+            blocking: for a sync function only. True (the default): under
+                ``dispatch_async`` it runs on the server's bounded thread pool, so it may
+                block. False: it is declared never to block (no I/O, no lock waits, short
+                CPU work) and runs inline on the event loop, which saves the thread hand-off
+                (tens of microseconds) but cannot be interrupted by ``call_timeout``; a
+                handler that does block then stalls every connection of the process.
 
         Raises:
             RegistrationError: at import time, for a reserved or malformed name, a duplicate,
@@ -109,11 +136,12 @@ class RPCServer(Pipeline):
         """
 
         def register(f: F) -> F:
-            spec = build_method(f, name=name, public=public, scopes=scopes)
+            spec = build_method(f, name=name, public=public, scopes=scopes, blocking=blocking)
             if spec.name in self._methods:
                 raise RegistrationError(f"method {spec.name!r} is already registered")
             self._methods[spec.name] = spec
             self._has_private = self._has_private or not spec.public
+            self._refresh_fast_path()
             return f
 
         return register(func) if func is not None else register
@@ -167,11 +195,17 @@ class RPCServer(Pipeline):
             The response bytes, or None when no response is due (notifications only).
             Never raises for anything the peer sent.
         """
-        flow = self._guarded_flow(data, token, principal, transport, client)
+        step = self._begin(data, token, principal, transport, client)
+        if type(step) is Call:
+            return self._end(step, self._run_sync(step))
+        if step is None or type(step) is bytes:
+            return step
+        flow: _Flow = step  # type: ignore[assignment]
         try:
             call = next(flow)
             while True:
-                call = flow.send(self._run_sync(call))
+                # A Batch is answered None: its calls are then asked for one at a time.
+                call = flow.send(self._run_sync(call) if type(call) is Call else None)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
@@ -186,19 +220,55 @@ class RPCServer(Pipeline):
     ) -> bytes | None:
         """Like ``dispatch``, for event loops: handlers are awaited under the call deadline.
 
-        Sync handlers run in a worker thread so they never block the loop; async handlers
-        are cancelled at ``Limits.call_timeout`` and answered with -32002. Calls beyond
-        ``Limits.max_inflight`` in the process are answered -32009.
+        Sync handlers run on the server's bounded thread pool (``Limits.max_threads``) so
+        they never block the loop, unless registered with ``blocking=False``; async
+        handlers are cancelled at ``Limits.call_timeout`` and answered with -32002. Calls
+        beyond ``Limits.max_inflight`` in the process, and sync calls while every pool
+        thread is held, are answered -32009. The elements of a batch run concurrently (at
+        most ``Limits.max_inflight_per_connection`` at once) under one ``call_timeout``
+        for the whole message; answers keep the request order.
         """
-        flow = self._guarded_flow(data, token, principal, transport, client)
+        step = self._begin(data, token, principal, transport, client)
+        if type(step) is Call:
+            return self._end(step, await self._run_async(step))
+        if step is None or type(step) is bytes:
+            return step
+        flow: _Flow = step  # type: ignore[assignment]
         try:
             call = next(flow)
             while True:
-                call = flow.send(await self._run_async(call))
+                if isinstance(call, Call):
+                    call = flow.send(await self._run_async(call))
+                else:
+                    call = flow.send(await self._run_batch(call.calls))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
-    # -- the pipeline ---------------------------------------------------------------------------
+    def _begin(
+        self,
+        data: bytes,
+        token: str | None,
+        principal: Principal | None,
+        transport: str,
+        client: str | None,
+    ) -> bytes | Call | _Flow | None:
+        """The answer, the one Call of a plain single request, or the flow to drive."""
+        if not self._plain:
+            return self._guarded_flow(data, token, principal, transport, client)
+        # The fused path: the same steps as Pipeline._flow, without driving a generator.
+        try:
+            step = self._start(data, token, principal, transport, client)
+        except Exception:
+            return self._pipeline_failure()
+        if type(step) is Batch:
+            return self._guarded(self._batch(step))
+        return step  # type: ignore[return-value]
+
+    def _end(self, call: Call, outcome: Any) -> bytes | None:
+        try:
+            return self._finish_single(call, outcome)
+        except Exception:
+            return self._pipeline_failure()
 
     # -- the asyncio driver ---------------------------------------------------------------------
 
@@ -213,29 +283,135 @@ class RPCServer(Pipeline):
 
     async def _invoke(self, call: Call) -> Any:
         spec = call.spec
+        if not spec.is_async:
+            if not spec.blocking:
+                return self._inline(call)
+            return await self._in_thread(call)
         deadline = asyncio.timeout(self.limits.call_timeout)
         try:
             async with deadline:
-                if spec.is_async:
-                    return await spec.func(*call.args, **call.kwargs)
-                # Sync handlers may block (I/O, CPU): keep them off the event loop. A thread
-                # cannot be cancelled; its answer is dropped once the deadline passed.
-                return await asyncio.to_thread(spec.func, *call.args, **call.kwargs)
+                return await spec.func(*call.args, **call.kwargs)
         except TimeoutError as exc:
             if deadline.expired():
-                logger.warning("method %s exceeded its deadline; cancelled", log_safe(spec.name))
-                return Failure(RequestTimeout())
+                return self._timed_out(spec)
             return self._failure(spec, exc)  # the handler's own TimeoutError
         except Exception as exc:
             return self._failure(spec, exc)
 
+    def _inline(self, call: Call) -> Any:
+        try:
+            return call.spec.func(*call.args, **call.kwargs)
+        except Exception as exc:
+            return self._failure(call.spec, exc)
+
+    def _timed_out(self, spec: MethodSpec) -> Failure:
+        logger.warning("method %s exceeded its deadline; cancelled", log_safe(spec.name))
+        return Failure(RequestTimeout())
+
+    async def _in_thread(self, call: Call) -> Any:
+        # A thread cannot be cancelled: past the deadline its answer is dropped and it keeps
+        # its pool slot until it returns (SECURITY.md states that residual risk).
+        job = Job([(call.spec.func, call.args, call.kwargs)])
+        done = self._pool.submit(job)
+        if done is None:
+            return Failure(ServerBusy())
+        try:
+            async with asyncio.timeout(self.limits.call_timeout):
+                await done
+        except TimeoutError:
+            job.abandon()
+            return self._timed_out(call.spec)
+        finally:
+            job.abandon()  # also when this task itself is cancelled
+        return self._outcome(call.spec, job.results[0])
+
+    def _outcome(self, spec: MethodSpec, slot: Any) -> Any:
+        exc = raised(slot)
+        if exc is None:
+            return slot
+        if isinstance(exc, Exception):
+            return self._failure(spec, exc)
+        raise exc  # KeyboardInterrupt, SystemExit from a handler thread: not ours to eat
+
+    async def _run_batch(self, calls: list[Call]) -> list[Any]:
+        """Run the calls of one batch concurrently under one deadline; outcomes in order.
+
+        Async calls are tasks (at most ``max_inflight_per_connection`` running at once);
+        the sync calls that may block go to the pool as one job, spread over more threads
+        only if it is still running a moment later; calls declared non-blocking run inline.
+        """
+        loop = asyncio.get_running_loop()
+        limits = self.limits
+        outcomes: list[Any] = [None] * len(calls)
+        started: list[int] = []
+        sync: list[int] = []
+        tasks: dict[int, asyncio.Task[Any]] = {}
+        slots = asyncio.Semaphore(limits.max_inflight_per_connection)
+        for index, call in enumerate(calls):
+            spec = call.spec
+            if self._inflight >= limits.max_inflight:
+                outcomes[index] = Failure(ServerBusy())
+                continue
+            if not spec.is_async and not spec.blocking:
+                outcomes[index] = self._inline(call)
+                continue
+            self._inflight += 1
+            started.append(index)
+            if spec.is_async:
+                tasks[index] = loop.create_task(self._bounded(call, slots))
+            else:
+                sync.append(index)
+        job = Job([(calls[i].spec.func, calls[i].args, calls[i].kwargs) for i in sync])
+        waits: list[asyncio.Future[Any]] = list(tasks.values())
+        widen: asyncio.TimerHandle | None = None
+        if sync:
+            done = self._pool.submit(job)
+            if done is None:
+                for index in sync:
+                    outcomes[index] = Failure(ServerBusy())
+            else:
+                waits.append(done)
+                if len(sync) > 1:
+                    spread = min(len(sync), limits.max_inflight_per_connection) - 1
+                    widen = loop.call_later(_WIDEN_AFTER, self._pool.widen, job, spread)
+        try:
+            if waits:
+                await asyncio.wait(waits, timeout=limits.call_timeout)
+        finally:
+            job.abandon()
+            if widen is not None:
+                widen.cancel()
+            late = [task for task in tasks.values() if not task.done()]
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.gather(*late, return_exceptions=True)
+            self._inflight -= len(started)
+        for index, task in tasks.items():
+            if task.cancelled():
+                outcomes[index] = self._timed_out(calls[index].spec)
+            else:
+                outcomes[index] = task.result()
+        for slot, index in zip(job.results, sync, strict=True):
+            if outcomes[index] is not None:
+                continue  # refused: ServerBusy
+            spec = calls[index].spec
+            outcomes[index] = (
+                self._timed_out(spec) if slot is NOT_RUN else self._outcome(spec, slot)
+            )
+        return outcomes
+
+    async def _bounded(self, call: Call, slots: asyncio.Semaphore) -> Any:
+        async with slots:
+            try:
+                return await call.spec.func(*call.args, **call.kwargs)
+            except Exception as exc:
+                return self._failure(call.spec, exc)
+
     def _run_sync(self, call: Call) -> Any:
         spec = call.spec
         if not spec.is_async:
-            try:
-                return spec.func(*call.args, **call.kwargs)
-            except Exception as exc:
-                return self._failure(spec, exc)
+            return self._inline(call)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
