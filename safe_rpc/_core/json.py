@@ -1,7 +1,14 @@
 """Strict I-JSON (RFC 7493) parsing and encoding.
 
-The parser is CPython's C scanner (``json``) fenced in by checks that make it strict and
-bounded. Every rule below is a way a lenient parser has been exploited (research/security.md
+Two parsers, one set of rules. The oracle is CPython's C scanner (``json``) fenced in by
+checks that make it strict and bounded. The fast path is ``jiter`` (pydantic's Rust parser:
+duplicate keys refused, NaN/Infinity refused, strict UTF-8, nothing after the value), used
+only for bytes that cheap whole-text counts prove cannot break a rule jiter does not enforce
+(depth, members, items, int64, overflow, escaped surrogates); anything else goes to the
+oracle. ``tests/test_parser_differential.py`` proves the two take the same decisions and
+give the same values.
+
+Every rule below is a way a lenient parser has been exploited (research/security.md
 rows SR-05 to SR-12):
 
 * UTF-8 only, no byte order mark (RFC 8259 section 8.1; I-JSON 2.1). ``json.loads(bytes)``
@@ -28,8 +35,11 @@ from __future__ import annotations
 import json
 import math
 import re
+from functools import partial
 from json.encoder import encode_basestring  # the C implementation when built
 from typing import Any, Final, NoReturn
+
+import jiter
 
 __all__ = ["JSONError", "StrictJSON", "dumps_strict", "result_bytes"]
 
@@ -62,6 +72,7 @@ def _risky_numbers(data: bytes) -> bool:
 
 # An escape that could encode a surrogate half (U+D800..U+DFFF).
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class JSONError(ValueError):
@@ -79,11 +90,27 @@ class StrictJSON:
         max_depth: deepest nesting of arrays/objects allowed.
         max_object_members: most members per object.
         max_array_items: most items per array.
+        native: use the jiter fast path where it is provably equivalent (False: the oracle
+            alone, for the differential tests).
     """
 
-    __slots__ = ("_exact", "_fast", "max_array_items", "max_depth", "max_object_members")
+    __slots__ = (
+        "_exact",
+        "_fast",
+        "_native",
+        "max_array_items",
+        "max_depth",
+        "max_object_members",
+    )
 
-    def __init__(self, *, max_depth: int, max_object_members: int, max_array_items: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_depth: int,
+        max_object_members: int,
+        max_array_items: int,
+        native: bool = True,
+    ) -> None:
         self.max_depth = max_depth
         self.max_object_members = max_object_members
         self.max_array_items = max_array_items
@@ -124,6 +151,11 @@ class StrictJSON:
             parse_int=checked_int,
             parse_float=checked_float,
         )
+        self._native = (
+            partial(jiter.from_json, allow_inf_nan=False, catch_duplicate_keys=True)
+            if native
+            else None
+        )
 
     def loads(self, data: bytes | str) -> Any:
         """Parse one strict I-JSON value.
@@ -136,6 +168,11 @@ class StrictJSON:
         else:
             if data.startswith(_BOM):
                 _fail("byte order mark")  # RFC 8259 section 8.1: MUST NOT add a BOM
+            if self._native is not None and self._plain(data):
+                try:
+                    return self._native(data)
+                except (ValueError, RecursionError, MemoryError) as exc:  # ValueError: jiter's
+                    raise JSONError("invalid JSON") from exc
             try:
                 text = data.decode("utf-8")  # strict: also rejects encoded surrogates
             except UnicodeDecodeError:
@@ -159,6 +196,19 @@ class StrictJSON:
         if "\\u" in text and _SURROGATE_ESCAPE.search(text):
             _reject_lone_surrogates(value)
         return value
+
+    def _plain(self, data: bytes) -> bool:
+        """True when no rule jiter leaves to us can be broken (counting is enough): fewer
+        openers than the depth limit, fewer colons than the member limit, fewer commas
+        than the item limit, no number that could leave int64 or overflow a double, and
+        no escape that could encode a surrogate half."""
+        return (
+            data.count(b"[") + data.count(b"{") <= self.max_depth
+            and data.count(b":") <= self.max_object_members
+            and data.count(b",") < self.max_array_items
+            and not _risky_numbers(data)
+            and not (b"\\u" in data and _SURROGATE_ESCAPE_BYTES.search(data))
+        )
 
     def _check_depth(self, text: str) -> None:
         # One lazy pass over string literals and bracket runs: strings are skipped whole,
