@@ -256,3 +256,16 @@ def test_sr14_http_batch_runs_concurrently_under_one_deadline(server: Server) ->
     assert time.monotonic() - started < 3.0
     assert _codes(replies) == [-32002] * 4 + [2]
     _assert_serves(server)
+
+
+def test_sr14_a_batch_never_refuses_itself_at_the_process_cap() -> None:
+    """With max_inflight=4, a batch of 10 async calls waits for its own slots instead of
+    answering -32009 to its own elements (they ran one after another before)."""
+    rpc, _ = _pool_rpc(Limits(max_inflight=4, max_threads=2))
+    batch = _batch(*(request("nap", [0.01], id=i) for i in range(10)))
+    batch_sync = _batch(*(request("add", [i, 1], id=i) for i in range(10)))
+    assert _codes(check_response(asyncio.run(rpc.dispatch_async(batch)))) == ["done"] * 10
+    replies = check_response(asyncio.run(rpc.dispatch_async(batch_sync)))
+    assert _codes(replies) == [i + 1 for i in range(10)]
+    assert rpc.inflight == 0
+    assert_still_serving(rpc)

@@ -343,33 +343,33 @@ class RPCServer(Pipeline):
         loop = asyncio.get_running_loop()
         limits = self.limits
         outcomes: list[Any] = [None] * len(calls)
-        started: list[int] = []
         sync: list[int] = []
+        waits: list[asyncio.Future[Any]] = []
         tasks: dict[int, asyncio.Task[Any]] = {}
-        slots = asyncio.Semaphore(limits.max_inflight_per_connection)
+        # A batch never pushes itself past the process cap: it runs at most as many async
+        # calls at once as there is room for when it starts (at least one).
+        room = limits.max_inflight - self._inflight - 1
+        slots = asyncio.Semaphore(max(1, min(limits.max_inflight_per_connection, room)))
         for index, call in enumerate(calls):
             spec = call.spec
-            if self._inflight >= limits.max_inflight:
-                outcomes[index] = Failure(ServerBusy())
-                continue
-            if not spec.is_async and not spec.blocking:
-                outcomes[index] = self._inline(call)
-                continue
-            self._inflight += 1
-            started.append(index)
             if spec.is_async:
                 tasks[index] = loop.create_task(self._bounded(call, slots))
-            else:
+            elif spec.blocking:
                 sync.append(index)
+            else:
+                outcomes[index] = self._inline(call)
+        waits.extend(tasks.values())
         job = Job([(calls[i].spec.func, calls[i].args, calls[i].kwargs) for i in sync])
-        waits: list[asyncio.Future[Any]] = list(tasks.values())
         widen: asyncio.TimerHandle | None = None
+        held = 0  # the job counts as one call in flight: it holds one thread to begin with
         if sync:
-            done = self._pool.submit(job)
+            done = self._pool.submit(job) if self._inflight < limits.max_inflight else None
             if done is None:
                 for index in sync:
                     outcomes[index] = Failure(ServerBusy())
             else:
+                held = 1
+                self._inflight += 1
                 waits.append(done)
                 if len(sync) > 1:
                     spread = min(len(sync), limits.max_inflight_per_connection) - 1
@@ -379,6 +379,7 @@ class RPCServer(Pipeline):
                 await asyncio.wait(waits, timeout=limits.call_timeout)
         finally:
             job.abandon()
+            self._inflight -= held
             if widen is not None:
                 widen.cancel()
             late = [task for task in tasks.values() if not task.done()]
@@ -386,7 +387,6 @@ class RPCServer(Pipeline):
                 task.cancel()
             if late:
                 await asyncio.gather(*late, return_exceptions=True)
-            self._inflight -= len(started)
         for index, task in tasks.items():
             if task.cancelled():
                 outcomes[index] = self._timed_out(calls[index].spec)
@@ -402,11 +402,18 @@ class RPCServer(Pipeline):
         return outcomes
 
     async def _bounded(self, call: Call, slots: asyncio.Semaphore) -> Any:
+        # One async element of a batch: it waits for one of the message's slots, then counts
+        # as in flight only while it runs.
         async with slots:
+            if self._inflight >= self.limits.max_inflight:
+                return Failure(ServerBusy())
+            self._inflight += 1
             try:
                 return await call.spec.func(*call.args, **call.kwargs)
             except Exception as exc:
                 return self._failure(call.spec, exc)
+            finally:
+                self._inflight -= 1
 
     def _run_sync(self, call: Call) -> Any:
         spec = call.spec
