@@ -3,10 +3,11 @@
 Two parsers, one set of rules. The oracle is CPython's C scanner (``json``) fenced in by
 checks that make it strict and bounded. The fast path is ``jiter`` (pydantic's Rust parser:
 duplicate keys refused, NaN/Infinity refused, strict UTF-8, nothing after the value), used
-only for bytes that cheap whole-text counts prove cannot break a rule jiter does not enforce
-(depth, members, items, int64, overflow, escaped surrogates); anything else goes to the
-oracle. ``tests/test_parser_differential.py`` proves the two take the same decisions and
-give the same values.
+for bytes in which a cheap whole-text test finds no number that could leave int64 or
+overflow a double and no escaped surrogate (anything else goes to the oracle); the caps on
+depth, members and items are checked on its result whenever counting openers, colons and
+commas says they could be broken. ``tests/test_parser_differential.py`` proves the two take
+the same decisions and give the same values.
 
 Every rule below is a way a lenient parser has been exploited (research/security.md
 rows SR-05 to SR-12):
@@ -168,11 +169,14 @@ class StrictJSON:
         else:
             if data.startswith(_BOM):
                 _fail("byte order mark")  # RFC 8259 section 8.1: MUST NOT add a BOM
-            if self._native is not None and self._plain(data):
+            if self._native is not None and self._native_ok(data):
                 try:
-                    return self._native(data)
+                    value = self._native(data)
                 except (ValueError, RecursionError, MemoryError) as exc:  # ValueError: jiter's
                     raise JSONError("invalid JSON") from exc
+                if self._may_break_caps(data):
+                    self._check_shape(value)
+                return value
             try:
                 text = data.decode("utf-8")  # strict: also rejects encoded surrogates
             except UnicodeDecodeError:
@@ -197,18 +201,44 @@ class StrictJSON:
             _reject_lone_surrogates(value)
         return value
 
-    def _plain(self, data: bytes) -> bool:
-        """True when no rule jiter leaves to us can be broken (counting is enough): fewer
-        openers than the depth limit, fewer colons than the member limit, fewer commas
-        than the item limit, no number that could leave int64 or overflow a double, and
-        no escape that could encode a surrogate half."""
-        return (
-            data.count(b"[") + data.count(b"{") <= self.max_depth
-            and data.count(b":") <= self.max_object_members
-            and data.count(b",") < self.max_array_items
-            and not _risky_numbers(data)
-            and not (b"\\u" in data and _SURROGATE_ESCAPE_BYTES.search(data))
+    def _native_ok(self, data: bytes) -> bool:
+        """True when jiter decides exactly like the oracle: no number that could leave
+        int64 or overflow a double (jiter would build a huge int or an inf), and no escape
+        that could encode a surrogate half (jiter refuses lone ones itself; belt and braces).
+        Nesting is safe too: jiter stops at 200 levels, above the hard cap of ``Limits``."""
+        return not _risky_numbers(data) and not (
+            b"\\u" in data and _SURROGATE_ESCAPE_BYTES.search(data)
         )
+
+    def _may_break_caps(self, data: bytes) -> bool:
+        """Counting is enough to rule out every cap: depth needs that many openers, an
+        object's members that many colons, an array's items that many commas."""
+        return (
+            data.count(b"[") + data.count(b"{") > self.max_depth
+            or data.count(b":") > self.max_object_members
+            or data.count(b",") >= self.max_array_items
+        )
+
+    def _check_shape(self, value: Any) -> None:
+        # Level by level over containers only: depth, members per object, items per array.
+        # Bounded by jiter's own nesting limit; linear in the number of values.
+        level: list[Any] = [value] if type(value) is list or type(value) is dict else []
+        depth = 0
+        while level:
+            depth += 1
+            if depth > self.max_depth:
+                _fail("nesting too deep")
+            inner: list[Any] = []
+            for item in level:
+                if type(item) is list:
+                    if len(item) > self.max_array_items:
+                        _fail("too many array items")
+                    inner += [x for x in item if type(x) is list or type(x) is dict]
+                else:
+                    if len(item) > self.max_object_members:
+                        _fail("too many object members")
+                    inner += [x for x in item.values() if type(x) is list or type(x) is dict]
+            level = inner
 
     def _check_depth(self, text: str) -> None:
         # One lazy pass over string literals and bracket runs: strings are skipped whole,
