@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from functools import partial
 from json.encoder import encode_basestring  # the C implementation when built
 from typing import Any, Final, NoReturn
@@ -64,6 +65,8 @@ _NUMBER_SHAPE: Final = bytes(
     for i in range(256)
 )
 _NINETEEN_DIGITS: Final = b"1" * 19
+# Above this size jiter's result is checked value by value instead of by whole-text tests.
+_LARGE: Final = 16 * 1024
 
 
 def _risky_numbers(data: bytes) -> bool:
@@ -152,7 +155,7 @@ class StrictJSON:
             parse_int=checked_int,
             parse_float=checked_float,
         )
-        self._native = (
+        self._native: Callable[[bytes], Any] | None = (
             partial(jiter.from_json, allow_inf_nan=False, catch_duplicate_keys=True)
             if native
             else None
@@ -169,14 +172,18 @@ class StrictJSON:
         else:
             if data.startswith(_BOM):
                 _fail("byte order mark")  # RFC 8259 section 8.1: MUST NOT add a BOM
-            if self._native is not None and self._native_ok(data):
-                try:
-                    value = self._native(data)
-                except (ValueError, RecursionError, MemoryError) as exc:  # ValueError: jiter's
-                    raise JSONError("invalid JSON") from exc
-                if self._may_break_caps(data):
-                    self._check_shape(value)
-                return value
+            if self._native is not None:
+                # Large input: whole-text tests would cost more than checking the parsed
+                # values (a 100 KiB string is one value); small input: the tests cost less.
+                if len(data) > _LARGE:
+                    value = self._parse_native(data)
+                    self._check_values(value)
+                    return value
+                if self._native_ok(data):
+                    value = self._parse_native(data)
+                    if self._may_break_caps(data):
+                        self._check_values(value)
+                    return value
             try:
                 text = data.decode("utf-8")  # strict: also rejects encoded surrogates
             except UnicodeDecodeError:
@@ -219,25 +226,42 @@ class StrictJSON:
             or data.count(b",") >= self.max_array_items
         )
 
-    def _check_shape(self, value: Any) -> None:
-        # Level by level over containers only: depth, members per object, items per array.
-        # Bounded by jiter's own nesting limit; linear in the number of values.
-        level: list[Any] = [value] if type(value) is list or type(value) is dict else []
-        depth = 0
+    def _parse_native(self, data: bytes) -> Any:
+        assert self._native is not None
+        try:
+            return self._native(data)
+        except (ValueError, RecursionError, MemoryError) as exc:  # ValueError: jiter's own
+            raise JSONError("invalid JSON") from exc
+
+    def _check_values(self, value: Any) -> None:
+        # Level by level over the parsed value: depth, members per object, items per array,
+        # and every number (int64, finite). Linear in the number of values; nesting is
+        # already bounded by jiter's own limit (200 levels), integers by its 4,300 digits.
+        level: list[Any] = [value]
+        depth = 0  # of the containers in ``level``
         while level:
             depth += 1
-            if depth > self.max_depth:
-                _fail("nesting too deep")
             inner: list[Any] = []
+            containers = False
             for item in level:
-                if type(item) is list:
+                kind = type(item)
+                if kind is list:
+                    containers = True
                     if len(item) > self.max_array_items:
                         _fail("too many array items")
-                    inner += [x for x in item if type(x) is list or type(x) is dict]
-                else:
+                    inner += item
+                elif kind is dict:
+                    containers = True
                     if len(item) > self.max_object_members:
                         _fail("too many object members")
-                    inner += [x for x in item.values() if type(x) is list or type(x) is dict]
+                    inner += item.values()
+                elif kind is int:
+                    if not INT64_MIN <= item <= INT64_MAX:
+                        _fail("integer out of int64 range")
+                elif kind is float and not math.isfinite(item):
+                    _fail("number overflows a double")
+            if containers and depth > self.max_depth:
+                _fail("nesting too deep")
             level = inner
 
     def _check_depth(self, text: str) -> None:
