@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,21 +93,30 @@ def assert_agree(data: bytes) -> None:
 
 
 def test_fast_path_is_taken_small_and_large() -> None:
-    """The differential tests below would prove nothing if jiter never ran."""
+    """The differential tests below would prove nothing if jiter never ran: a small
+    request takes one strict parse, a large one the lenient parse and the value checks,
+    and a batch whose strings hold colons the strict parse as well."""
     parser = StrictJSON(max_depth=32, max_object_members=1000, max_array_items=10_000)
-    seen: list[bytes] = []
-    assert parser._native is not None
-    native = parser._native
+    seen: list[tuple[str, bytes]] = []
+    strict, lenient = parser._native, parser._lenient
+    assert strict is not None
+    assert lenient is not None
 
-    def spy(data: bytes) -> Any:
-        seen.append(data)
-        return native(data)
+    def spy(name: str, parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+        def call(data: bytes) -> Any:
+            seen.append((name, data))
+            return parse(data)
 
-    parser._native = spy
+        return call
+
+    parser._native, parser._lenient = spy("strict", strict), spy("lenient", lenient)
     small, large = EDGE_CASES[0], b"[" + EDGE_CASES[0] + _PAD
-    assert parser.loads(small) == json.loads(small)
-    assert parser.loads(large) == json.loads(large)
-    assert seen == [small, large]
+    colons = b'[{"a":"b:c"}' + b',{"a":1}' * 40 + b"]"
+    for data in (small, large, colons):
+        assert parser.loads(data) == json.loads(data)
+    assert seen == [
+        ("strict", small), ("lenient", large), ("lenient", colons), ("strict", colons)
+    ]  # fmt: skip
 
 
 def test_agree_on_edge_cases() -> None:

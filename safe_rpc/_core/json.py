@@ -2,12 +2,13 @@
 
 Two parsers, one set of rules. The oracle is CPython's C scanner (``json``) fenced in by
 checks that make it strict and bounded. The fast path is ``jiter`` (pydantic's Rust parser:
-duplicate keys refused, NaN/Infinity refused, strict UTF-8, nothing after the value), used
-for bytes in which a cheap whole-text test finds no number that could leave int64 or
-overflow a double and no escaped surrogate (anything else goes to the oracle); the caps on
-depth, members and items are checked on its result whenever counting openers, colons and
-commas says they could be broken. ``tests/test_parser_differential.py`` proves the two take
-the same decisions and give the same values.
+duplicate keys refused, NaN/Infinity refused, strict UTF-8, nothing after the value), for
+all bytes: a small message that cheap whole-text tests clear (no number that could leave
+int64 or overflow a double, no escaped surrogate, too few openers, colons and commas to
+break a cap) is parsed once; anything else is checked value by value after the parse. The
+oracle parses ``str`` input (and everything, with ``native=False``).
+``tests/test_parser_differential.py`` proves the two take the same decisions and give the
+same values.
 
 Every rule below is a way a lenient parser has been exploited (research/security.md
 rows SR-05 to SR-12):
@@ -101,6 +102,7 @@ class StrictJSON:
     __slots__ = (
         "_exact",
         "_fast",
+        "_lenient",
         "_native",
         "max_array_items",
         "max_depth",
@@ -155,11 +157,13 @@ class StrictJSON:
             parse_int=checked_int,
             parse_float=checked_float,
         )
-        self._native: Callable[[bytes], Any] | None = (
-            partial(jiter.from_json, allow_inf_nan=False, catch_duplicate_keys=True)
-            if native
-            else None
-        )
+        self._native: Callable[[bytes], Any] | None = None
+        self._lenient: Callable[[bytes], Any] | None = None
+        if native:
+            self._native = partial(jiter.from_json, allow_inf_nan=False, catch_duplicate_keys=True)
+            # Without the duplicate check, which costs ~40% of a batch's parse: used only
+            # where the absence of duplicates is then proved by counting.
+            self._lenient = partial(jiter.from_json, allow_inf_nan=False)
 
     def loads(self, data: bytes | str) -> Any:
         """Parse one strict I-JSON value.
@@ -173,17 +177,7 @@ class StrictJSON:
             if data.startswith(_BOM):
                 _fail("byte order mark")  # RFC 8259 section 8.1: MUST NOT add a BOM
             if self._native is not None:
-                # Large input: whole-text tests would cost more than checking the parsed
-                # values (a 100 KiB string is one value); small input: the tests cost less.
-                if len(data) > _LARGE:
-                    value = self._parse_native(data)
-                    self._check_values(value)
-                    return value
-                if self._native_ok(data):
-                    value = self._parse_native(data)
-                    if self._may_break_caps(data):
-                        self._check_values(value)
-                    return value
+                return self._loads_native(data)
             try:
                 text = data.decode("utf-8")  # strict: also rejects encoded surrogates
             except UnicodeDecodeError:
@@ -226,19 +220,41 @@ class StrictJSON:
             or data.count(b",") >= self.max_array_items
         )
 
-    def _parse_native(self, data: bytes) -> Any:
-        assert self._native is not None
+    def _loads_native(self, data: bytes) -> Any:
+        # Small input whose text tests rule out every rule jiter leaves to us: one parse.
+        # Otherwise (large input, where those tests cost more than checking the parsed
+        # values; or a batch, whose openers outnumber the depth limit): parse without
+        # jiter's duplicate check, check every value, and prove the absence of duplicate
+        # names by counting (below); only if that fails, parse again with jiter's check.
+        numbers_checked = len(data) <= _LARGE and self._native_ok(data)
+        if numbers_checked and not self._may_break_caps(data):
+            return self._parse_native(data, self._native)
+        value = self._parse_native(data, self._lenient)
+        members = self._check_values(value, not numbers_checked)
+        # Every member of every object has exactly one ':' outside string literals, and a
+        # duplicate name leaves one member fewer in the parsed dict. So if the parsed
+        # objects hold as many members as the text holds colons (strings included), no
+        # name was duplicated.
+        if members != data.count(b":"):
+            self._parse_native(data, self._native)  # JSONError for a duplicate name
+        return value
+
+    def _parse_native(self, data: bytes, parse: Callable[[bytes], Any] | None) -> Any:
+        assert parse is not None
         try:
-            return self._native(data)
+            return parse(data)
         except (ValueError, RecursionError, MemoryError) as exc:  # ValueError: jiter's own
             raise JSONError("invalid JSON") from exc
 
-    def _check_values(self, value: Any) -> None:
-        # Level by level over the parsed value: depth, members per object, items per array,
-        # and every number (int64, finite). Linear in the number of values; nesting is
-        # already bounded by jiter's own limit (200 levels), integers by its 4,300 digits.
+    def _check_values(self, value: Any, numbers: bool) -> int:
+        """Check depth, members per object, items per array and (if ``numbers``) every
+        number (int64, finite) of a parsed value; return how many members its objects hold.
+
+        Level by level, linear in the number of values; nesting is already bounded by
+        jiter's own limit (200 levels), integers by its 4,300 digits."""
         level: list[Any] = [value]
         depth = 0  # of the containers in ``level``
+        members = 0
         while level:
             depth += 1
             inner: list[Any] = []
@@ -254,7 +270,10 @@ class StrictJSON:
                     containers = True
                     if len(item) > self.max_object_members:
                         _fail("too many object members")
+                    members += len(item)
                     inner += item.values()
+                elif not numbers:
+                    continue
                 elif kind is int:
                     if not INT64_MIN <= item <= INT64_MAX:
                         _fail("integer out of int64 range")
@@ -263,6 +282,7 @@ class StrictJSON:
             if containers and depth > self.max_depth:
                 _fail("nesting too deep")
             level = inner
+        return members
 
     def _check_depth(self, text: str) -> None:
         # One lazy pass over string literals and bracket runs: strings are skipped whole,
