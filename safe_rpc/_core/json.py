@@ -362,6 +362,10 @@ def result_bytes(result: Any, id: Any) -> bytes | None:
     """``{"jsonrpc":"2.0","result":R,"id":I}`` for a scalar result and id, byte for byte what
     ``dumps_strict`` gives for that object, without walking a dict through the encoder and
     the output through the int check; None when either value needs the general encoder."""
+    if type(result) is int and type(id) is int:  # the commonest answer, in one step
+        if INT64_MIN <= result <= INT64_MAX and INT64_MIN <= id <= INT64_MAX:
+            return b'{"jsonrpc":"2.0","result":%d,"id":%d}' % (result, id)
+        return None
     r = _scalar(result)
     i = _scalar(id)
     if r is None or i is None:

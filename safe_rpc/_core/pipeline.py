@@ -84,7 +84,8 @@ class Batch:
     """The elements of a batch, prepared: each one a final answer (bytes or None) or a Call.
 
     Yielded to the driver once with every call of the batch (``calls``, in order); the
-    driver sends back their outcomes in the same order, or None to be asked one by one.
+    driver sends back their outcomes in the same order: a list, or a sequence that makes
+    call i when its item i is read (see ``Pipeline._batch``).
     """
 
     __slots__ = ("calls", "elements", "steps")
@@ -96,6 +97,7 @@ class Batch:
 
 
 _Flow = Generator[Call | Batch, Any, bytes | None]
+_NO_ARGS: Final[list[Any]] = []  # shared, never mutated: handlers get *args unpacked
 
 
 def _fixed(error: RPCError) -> bytes:
@@ -239,28 +241,26 @@ class Pipeline:
         return piece
 
     def _batch(self, batch: Batch) -> _Flow:
-        # The driver answers a Batch with every outcome at once (dispatch_async runs the
-        # calls concurrently under one deadline) or with None: then the calls are asked
-        # for one at a time, and once the answer is over the response cap later requests
-        # are not executed, since their work could never be delivered.
-        outcomes = (yield batch) if batch.calls else []
-        steps = batch.steps
+        # The driver answers a Batch with the outcomes of its calls, in order: all at once
+        # (dispatch_async runs them concurrently under one deadline), or as a sequence that
+        # runs call i when item i is read (dispatch). Items are read in order, and none
+        # once the answer is over the response cap: that work could never be delivered.
+        outcomes = (yield batch) if batch.calls else ()
         pieces: list[bytes] = []
         budget = self.limits.max_response_bytes - 2  # the enclosing brackets
-        done = 0
-        for step, element in zip(steps, batch.elements, strict=True):
+        index = 0
+        for step, element in zip(batch.steps, batch.elements, strict=True):
             piece: bytes | None
             if type(step) is not Call:
                 piece = step  # type: ignore[assignment]
-            elif outcomes is not None:
-                piece = self._finish(step, outcomes[done])
-                done += 1
-            elif budget < 0:
-                piece = (
-                    None if step.id is NO_ID else self._encode_error(ResponseTooLarge(), step.id)
-                )
             else:
-                piece = self._finish(step, (yield step))
+                if budget >= 0:
+                    piece = self._finish(step, outcomes[index])
+                elif step.id is NO_ID:
+                    piece = None
+                else:
+                    piece = self._encode_error(ResponseTooLarge(), step.id)
+                index += 1
             if piece is None:
                 continue
             budget -= len(piece) + 1
@@ -282,15 +282,19 @@ class Pipeline:
         if type(request) is not Request:
             return self._encode_error(InvalidRequest(), request)
         spec = self._methods.get(request.method)
-        denial = self._authorize(spec, request.method, auth)
-        if denial is not None:
-            # Section 4.1: "The Server MUST NOT reply to a Notification", errors included.
-            return None if request.id is NO_ID else self._encode_error(denial, request.id)
+        # A public method with no bad credential is allowed: the first rule of _authorize.
+        if spec is None or not spec.public or auth is _INVALID:
+            denial = self._authorize(spec, request.method, auth)
+            if denial is not None:
+                # Section 4.1: "The Server MUST NOT reply to a Notification", errors included.
+                return None if request.id is NO_ID else self._encode_error(denial, request.id)
         assert spec is not None  # _authorize denies unknown methods
         try:
             kwargs = spec.bind(request.params)
         except InvalidParams as exc:
             return None if request.id is NO_ID else self._encode_error(exc, request.id)
+        if spec.context_param is None and not spec.positional_only:
+            return Call(spec, _NO_ARGS, kwargs, request.id)
         context = None
         if spec.context_param is not None:
             context = Context(

@@ -32,6 +32,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 _WIDEN_AFTER = 0.002
 
 
+class _OnDemand:
+    """The outcomes of a batch's calls for the sync driver: call i runs when item i is read."""
+
+    __slots__ = ("_calls", "_run")
+
+    def __init__(self, calls: list[Call], run: Callable[[Call], Any]) -> None:
+        self._calls = calls
+        self._run = run
+
+    def __getitem__(self, index: int) -> Any:
+        return self._run(self._calls[index])
+
+
 class RPCServer(Pipeline):
     """A set of registered methods and the policy that guards them.
 
@@ -204,8 +217,10 @@ class RPCServer(Pipeline):
         try:
             call = next(flow)
             while True:
-                # A Batch is answered None: its calls are then asked for one at a time.
-                call = flow.send(self._run_sync(call) if type(call) is Call else None)
+                if isinstance(call, Call):
+                    call = flow.send(self._run_sync(call))
+                else:  # a Batch: each call runs, in order, when the pipeline reads it
+                    call = flow.send(_OnDemand(call.calls, self._run_sync))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
