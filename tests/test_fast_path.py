@@ -15,14 +15,19 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cases import ENVELOPES, SPEC_EXAMPLES, spec_server
 from fuzz_server import make_fuzz_server
 from hypothesis import given
+from hypothesis import strategies as st
 from strategies import batches, corpus_files, envelopes, hostile_messages
 
 from safe_rpc import RPCServer
+from safe_rpc._core.errors import DEFAULT_ERRORS, RPCError
+from safe_rpc._core.json import JSONError, dumps_strict, error_bytes, result_bytes
+from safe_rpc._core.protocol import error_response
 
 FUZZ_CORPORA = Path(__file__).resolve().parent.parent / "fuzz" / "corpus"
 _ERROR_ID = re.compile(rb'"error_id":"[0-9a-f]+"')
@@ -125,3 +130,46 @@ def test_features_that_extend_the_flow_turn_the_fused_path_off() -> None:
         b'{"jsonrpc":"2.0","result":3,"id":1}'
     )
     assert rpc.seen == 1
+
+
+_scalars = st.none() | st.booleans() | st.integers() | st.text() | st.floats()
+
+
+@given(_scalars, _scalars)
+def test_result_bytes_are_what_the_encoder_gives(result: Any, id: Any) -> None:
+    """The one-step encoding of a scalar answer is byte for byte ``dumps_strict``'s, and
+    declines (None) exactly where it cannot promise that."""
+    fast = result_bytes(result, id)
+    try:
+        general: bytes | None = dumps_strict({"jsonrpc": "2.0", "result": result, "id": id})
+    except JSONError:
+        general = None
+    if fast is not None:
+        assert fast == general
+
+
+# The library's own errors (reserved codes), which the pipeline answers without data.
+_LIBRARY_ERRORS = sorted((c for c in DEFAULT_ERRORS if -32768 <= c.code <= -32000), key=str)
+
+
+def _plain_id(id: Any) -> bool:
+    if id is None:
+        return True
+    if type(id) is int:
+        return bool(-(2**63) <= id < 2**63)
+    return type(id) is str and not any(0xD800 <= ord(c) <= 0xDFFF for c in id)
+
+
+@given(st.sampled_from(_LIBRARY_ERRORS), _scalars)
+def test_error_bytes_are_what_the_encoder_gives(error: type[RPCError], id: Any) -> None:
+    """The one-step encoding of an error without data is ``dumps_strict``'s, and is used
+    for every plain id (null, an int64, a string)."""
+    fast = error_bytes(error.code, error.message, id)
+    try:
+        general: bytes | None = dumps_strict(error_response(error(), id))
+    except JSONError:
+        general = None
+    if fast is not None:
+        assert fast == general
+    if _plain_id(id):
+        assert fast is not None

@@ -44,7 +44,7 @@ from typing import Any, Final, NoReturn
 
 import jiter
 
-__all__ = ["JSONError", "StrictJSON", "dumps_strict", "result_bytes"]
+__all__ = ["JSONError", "StrictJSON", "dumps_strict", "error_bytes", "result_bytes"]
 
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
@@ -367,11 +367,24 @@ def result_bytes(result: Any, id: Any) -> bytes | None:
             return b'{"jsonrpc":"2.0","result":%d,"id":%d}' % (result, id)
         return None
     r = _scalar(result)
+    return None if r is None else _response("result", r, id)
+
+
+def error_bytes(code: Any, message: Any, id: Any) -> bytes | None:
+    """``{"jsonrpc":"2.0","error":{"code":C,"message":M},"id":I}`` (an error without data),
+    byte for byte what ``dumps_strict`` gives; None when a value needs the general encoder."""
+    c = _scalar(code)
+    if c is None or type(message) is not str:
+        return None
+    return _response("error", f'{{"code":{c},"message":{encode_basestring(message)}}}', id)
+
+
+def _response(member: str, value: str, id: Any) -> bytes | None:
     i = _scalar(id)
-    if r is None or i is None:
+    if i is None:
         return None
     try:
-        return f'{{"jsonrpc":"2.0","result":{r},"id":{i}}}'.encode()
+        return f'{{"jsonrpc":"2.0","{member}":{value},"id":{i}}}'.encode()
     except UnicodeEncodeError:  # a lone surrogate: the general path reports it
         return None
 

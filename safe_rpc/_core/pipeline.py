@@ -33,7 +33,7 @@ from .errors import (
     RPCError,
     Unauthenticated,
 )
-from .json import JSONError, dumps_strict, result_bytes
+from .json import JSONError, dumps_strict, error_bytes, result_bytes
 from .limits import Limits
 from .logs import log_safe
 from .protocol import NO_ID, Request, classify, error_response
@@ -349,6 +349,10 @@ class Pipeline:
         return Forbidden() if self.reveal_forbidden else MethodNotFound()
 
     def _encode_error(self, error: RPCError, id: Any) -> bytes:
+        if error.data is None:
+            fast = error_bytes(error.code, error.message, id)
+            if fast is not None:
+                return fast
         try:
             return dumps_strict(error_response(error, id))
         # An application error whose data cannot be encoded: JSONError, or pydantic's
