@@ -214,10 +214,11 @@ class StrictJSON:
     def _may_break_caps(self, data: bytes) -> bool:
         """Counting is enough to rule out every cap: depth needs that many openers, an
         object's members that many colons, an array's items that many commas."""
+        size = len(data)  # a text shorter than a cap cannot hold that many of anything
         return (
-            data.count(b"[") + data.count(b"{") > self.max_depth
-            or data.count(b":") > self.max_object_members
-            or data.count(b",") >= self.max_array_items
+            (size > self.max_depth and data.count(b"[") + data.count(b"{") > self.max_depth)
+            or (size > self.max_object_members and data.count(b":") > self.max_object_members)
+            or (size >= self.max_array_items and data.count(b",") >= self.max_array_items)
         )
 
     def _loads_native(self, data: bytes) -> Any:
