@@ -300,7 +300,7 @@ class RPCServer(Pipeline):
         spec = call.spec
         if not spec.is_async:
             if not spec.blocking:
-                return self._inline(call)
+                return self._run_sync(call)
             return await self._in_thread(call)
         deadline = asyncio.timeout(self.limits.call_timeout)
         try:
@@ -312,12 +312,6 @@ class RPCServer(Pipeline):
             return self._failure(spec, exc)  # the handler's own TimeoutError
         except Exception as exc:
             return self._failure(spec, exc)
-
-    def _inline(self, call: Call) -> Any:
-        try:
-            return call.spec.func(*call.args, **call.kwargs)
-        except Exception as exc:
-            return self._failure(call.spec, exc)
 
     def _timed_out(self, spec: MethodSpec) -> Failure:
         logger.warning("method %s exceeded its deadline; cancelled", log_safe(spec.name))
@@ -372,7 +366,7 @@ class RPCServer(Pipeline):
             elif spec.blocking:
                 sync.append(index)
             else:
-                outcomes[index] = self._inline(call)
+                outcomes[index] = self._run_sync(call)
         waits.extend(tasks.values())
         job = Job([(calls[i].spec.func, calls[i].args, calls[i].kwargs) for i in sync])
         widen: asyncio.TimerHandle | None = None
@@ -432,8 +426,11 @@ class RPCServer(Pipeline):
 
     def _run_sync(self, call: Call) -> Any:
         spec = call.spec
-        if not spec.is_async:
-            return self._inline(call)
+        if not spec.is_async:  # inline, in the calling thread
+            try:
+                return spec.func(*call.args, **call.kwargs)
+            except Exception as exc:
+                return self._failure(spec, exc)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
