@@ -16,7 +16,9 @@ wrapper future and an executor lock per call. This pool:
   calls therefore cost one hop for the whole batch; calls that block run concurrently.
 
 Threads are daemons started on demand and retire after ``_IDLE_SECONDS`` without work, so a
-server that never runs a sync handler under ``dispatch_async`` owns no thread.
+server that never runs a sync handler under ``dispatch_async`` owns no thread, and a handler
+that never returns does not keep the process from exiting (the transports drain in-flight
+calls before shutting down; the default executor would have joined such a thread forever).
 """
 
 from __future__ import annotations
