@@ -12,7 +12,12 @@ no validation at all) is taken inside the round; the table shows the median of t
 ratios (lower is faster). Absolute times on a shared 2-core machine drift; ratios hold.
 
 safe_rpc runs with every check on (strict parser, envelope, strict pydantic argument
-models, return-type serialisation). The ``token`` workload adds HMAC bearer-token
+models, return-type serialisation). ``add_batch1``/``add_batch10``/``add_batch100`` are the
+batch-size sweep (all ``add`` calls). The ``*_async`` implementations time one event-loop
+turn (``run_until_complete``) around the call: ``floor_async`` is the floor that way,
+``safe_rpc_async`` is ``await rpc.dispatch_async`` with the sync handlers on the server's
+thread pool (the transports' path), ``safe_rpc_inline_async`` the same with the handlers
+declared ``blocking=False``. The ``token`` workload adds HMAC bearer-token
 verification for safe_rpc only; the peers have no token support, so for them it is the
 plain call. Peers that are not installed are skipped.
 """
@@ -20,10 +25,11 @@ plain call. Peers that are not installed are skipped.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 Handle = Callable[[bytes], bytes | None]
@@ -69,6 +75,13 @@ def _batch() -> tuple[bytes, dict[int, Any]]:
 
 
 BATCH, BATCH_EXPECTED = _batch()
+
+
+def _add_batch(size: int) -> tuple[bytes, dict[int, Any]]:
+    calls = [_request("add", [i, 1], i + 1) for i in range(size)]
+    return _dump(calls), {i + 1: i + 1 for i in range(size)}
+
+
 BIG = "x" * (100 * 1024)
 # name -> (payload, expected result or ("error", code), or {id: result} for the batch)
 WORKLOADS: dict[str, tuple[bytes, Any]] = {
@@ -81,6 +94,9 @@ WORKLOADS: dict[str, tuple[bytes, Any]] = {
     "list1000": (_dump(_request("sum_list", [list(range(1000))])), sum(range(1000))),
     "token": (_dump(_request("add", [2, 3])), 5),
     "string100k": (_dump(_request("echo", [BIG])), BIG),
+    "add_batch1": _add_batch(1),
+    "add_batch10": _add_batch(10),
+    "add_batch100": _add_batch(100),
 }
 
 
@@ -139,14 +155,43 @@ def floor_orjson() -> Handle:
     return handle
 
 
+def _on_loop(handle: Callable[[bytes], Awaitable[bytes | None]]) -> Handle:
+    loop = asyncio.new_event_loop()
+    return lambda data: loop.run_until_complete(handle(data))
+
+
+def floor_async() -> Handle:
+    """floor_stdlib inside one event-loop turn: what the *_async rows pay for the loop."""
+    plain = floor_stdlib()
+
+    async def handle(data: bytes) -> bytes | None:
+        return plain(data)
+
+    return _on_loop(handle)
+
+
+def _public_rpc(blocking: bool = True) -> Any:
+    from safe_rpc import RPCServer
+
+    rpc = RPCServer()
+    for name, func in METHODS.items():
+        rpc.method(name=name, public=True, blocking=blocking)(func)
+    return rpc
+
+
+def safe_rpc_async() -> Handle:
+    return _on_loop(_public_rpc().dispatch_async)
+
+
+def safe_rpc_inline_async() -> Handle:
+    return _on_loop(_public_rpc(blocking=False).dispatch_async)
+
+
 def _safe_rpc(with_token: bool) -> Handle:
     from safe_rpc import Keyring, RPCServer
 
     if not with_token:
-        rpc = RPCServer()
-        for name, func in METHODS.items():
-            rpc.method(name=name, public=True)(func)
-        return rpc.dispatch
+        return _public_rpc().dispatch  # type: ignore[no-any-return]
     keyring = Keyring.generate(audience="bench")
     rpc = RPCServer(keyring=keyring)
     for name, func in METHODS.items():
@@ -221,6 +266,9 @@ IMPLEMENTATIONS: dict[str, Callable[[], Handle]] = {
     "jsonrpcserver": jsonrpcserver,
     "json-rpc": json_rpc,
     "tinyrpc": tinyrpc,
+    "floor_async": floor_async,
+    "safe_rpc_async": safe_rpc_async,
+    "safe_rpc_inline_async": safe_rpc_inline_async,
 }
 
 

@@ -27,6 +27,12 @@ def test_dispatch_benchmark_smoke() -> None:
     assert "ratio to floor_stdlib" in out
 
 
+def test_async_dispatch_benchmark_smoke() -> None:
+    """async_dispatch.py times every row (the thread pool and blocking=False included)."""
+    out = run("benchmarks/async_dispatch.py", "--rounds", "1", "--calls", "20")
+    assert out.count("| dispatch") == 5
+
+
 def test_adversarial_benchmark_smoke() -> None:
     """adversarial.py answers every hostile input and then serves a normal request."""
     out = run("benchmarks/adversarial.py", "--only", "inputs", "--runs", "1")

@@ -36,6 +36,7 @@ DOCUMENTED_DEFAULTS = {
     "max_connections": 100,
     "max_inflight_per_connection": 16,
     "max_inflight": 256,
+    "max_threads": 32,
 }
 
 

@@ -21,7 +21,7 @@ from store_support import BACKENDS, make_store, twin
 from support import check_response, request
 from tokens_support import rejected
 
-from safe_rpc import ConfigError, Keyring, Limits, RedisStore, RPCServer, Store
+from safe_rpc import ConfigError, Keyring, Limits, MemoryStore, RedisStore, RPCServer, Store
 
 KEY = {"k1": b"s" * 32}
 
@@ -103,6 +103,85 @@ def test_quota_under_dispatch_async(store: Store) -> None:
         return [code(check_response(a)) for a in answers]
 
     assert asyncio.run(scenario()) == [None, None, -32004]
+
+
+def test_concurrent_batch_elements_count_once_each_under_dispatch_async(store: Store) -> None:
+    """dispatch_async runs a batch's elements concurrently; each is still counted once, in
+    request order, before any of them runs, and a single-use token is claimed once."""
+    rpc = make_server(store, rate="3/minute")
+    ring = rpc.keyring
+    assert isinstance(ring, Keyring)
+    running = [0, 0]  # now, most at once
+
+    @rpc.method(scopes=["w"])
+    async def slow() -> str:
+        running[0] += 1
+        running[1] = max(running)
+        await asyncio.sleep(0.05)
+        running[0] -= 1
+        return "done"
+
+    batch = json.dumps([json.loads(request("slow", id=i)) for i in range(5)]).encode()
+    once = ring.issue("bob", ["w"], once=True)  # bob: a budget of his own
+    pair = json.dumps([json.loads(request("slow", id=i)) for i in range(2)]).encode()
+
+    async def scenario() -> list[list[int | None]]:
+        token = ring.issue("alice", ["w"])
+        answers = check_response(await rpc.dispatch_async(batch, token=token))
+        again = check_response(await rpc.dispatch_async(request("slow"), token=token))
+        first = check_response(await rpc.dispatch_async(pair, token=once, client="10.0.0.7"))
+        replay = check_response(await rpc.dispatch_async(pair, token=once, client="10.0.0.7"))
+        await rpc.aclose()
+        return [[code(a) for a in answers], [code(again)], [code(a) for a in first + replay]]
+
+    quota, after, single = asyncio.run(scenario())
+    assert quota == [None, None, None, -32004, -32004]
+    assert running[1] == 3  # the three admitted elements ran at once
+    assert after == [-32004]  # five counted, not more, not fewer: the budget is spent
+    # One message, one claim: both elements run; the same token again is refused whole.
+    assert single == [None, None, -32001, -32001]
+
+
+def test_fused_path_only_without_per_call_store_work(tmp_path: Path) -> None:
+    """The fused dispatch path skips the admission hook: any store, rate or keyring turns it
+    off (at construction, registration, ``use_store``, a new keyring, ``add_observer``)."""
+    plain = RPCServer()
+    assert plain._plain
+    assert plain.admission is None
+    for server in (
+        RPCServer(store=MemoryStore()),
+        RPCServer(rate="5/minute"),
+        RPCServer(keyring=Keyring(KEY, audience="t")),
+    ):
+        assert not server._plain
+        assert server.admission is not None
+    rated = RPCServer()
+
+    @rated.method(public=True, rate="1/minute")
+    def scarce() -> str:
+        return "ok"
+
+    assert not rated._plain
+    assert [code(call(rated, "scarce")) for _ in range(2)] == [None, -32004]
+    switched = RPCServer()
+    switched.use_store(MemoryStore())
+    assert not switched._plain
+    keyed = RPCServer()
+
+    @keyed.method(public=True)
+    def ping() -> str:
+        return "pong"
+
+    keyed.keyring = Keyring(KEY, audience="t")
+    assert not keyed._plain
+    once = keyed.keyring.issue("alice", once=True)
+    assert code(call(keyed, "ping", once)) is None
+    # Claimed: a replay is refused whole, public methods and rpc.discover included.
+    assert code(call(keyed, "ping", once)) == -32001
+    assert code(call(keyed, "rpc.discover", once)) == -32001
+    observed = RPCServer()
+    observed.add_observer(lambda record: None)
+    assert not observed._plain
 
 
 def test_bad_rate_and_quota_failure_are_refused_at_startup() -> None:

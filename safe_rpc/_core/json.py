@@ -1,7 +1,16 @@
 """Strict I-JSON (RFC 7493) parsing and encoding.
 
-The parser is CPython's C scanner (``json``) fenced in by checks that make it strict and
-bounded. Every rule below is a way a lenient parser has been exploited (SECURITY.md
+Two parsers, one set of rules. The oracle is CPython's C scanner (``json``) fenced in by
+checks that make it strict and bounded. The fast path is ``jiter`` (pydantic's Rust parser:
+duplicate keys refused, NaN/Infinity refused, strict UTF-8, nothing after the value), for
+all bytes: a small message that cheap whole-text tests clear (no number that could leave
+int64 or overflow a double, no escaped surrogate, too few openers, colons and commas to
+break a cap) is parsed once; anything else is checked value by value after the parse. The
+oracle parses ``str`` input (and everything, with ``native=False``).
+``tests/test_parser_differential.py`` proves the two take the same decisions and give the
+same values.
+
+Every rule below is a way a lenient parser has been exploited (SECURITY.md
 rows SR-05 to SR-12):
 
 * UTF-8 only, no byte order mark (RFC 8259 section 8.1; I-JSON 2.1). ``json.loads(bytes)``
@@ -28,9 +37,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
+from functools import partial
+from json.encoder import encode_basestring  # the C implementation when built
 from typing import Any, Final, NoReturn
 
-__all__ = ["JSONError", "StrictJSON", "dumps_strict"]
+import jiter
+
+__all__ = ["JSONError", "StrictJSON", "dumps_strict", "error_bytes", "result_bytes"]
 
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
@@ -52,6 +66,8 @@ _NUMBER_SHAPE: Final = bytes(
     for i in range(256)
 )
 _NINETEEN_DIGITS: Final = b"1" * 19
+# Above this size jiter's result is checked value by value instead of by whole-text tests.
+_LARGE: Final = 16 * 1024
 
 
 def _risky_numbers(data: bytes) -> bool:
@@ -61,6 +77,7 @@ def _risky_numbers(data: bytes) -> bool:
 
 # An escape that could encode a surrogate half (U+D800..U+DFFF).
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class JSONError(ValueError):
@@ -78,11 +95,28 @@ class StrictJSON:
         max_depth: deepest nesting of arrays/objects allowed.
         max_object_members: most members per object.
         max_array_items: most items per array.
+        native: use the jiter fast path where it is provably equivalent (False: the oracle
+            alone, for the differential tests).
     """
 
-    __slots__ = ("_exact", "_fast", "max_array_items", "max_depth", "max_object_members")
+    __slots__ = (
+        "_exact",
+        "_fast",
+        "_lenient",
+        "_native",
+        "max_array_items",
+        "max_depth",
+        "max_object_members",
+    )
 
-    def __init__(self, *, max_depth: int, max_object_members: int, max_array_items: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_depth: int,
+        max_object_members: int,
+        max_array_items: int,
+        native: bool = True,
+    ) -> None:
         self.max_depth = max_depth
         self.max_object_members = max_object_members
         self.max_array_items = max_array_items
@@ -123,6 +157,13 @@ class StrictJSON:
             parse_int=checked_int,
             parse_float=checked_float,
         )
+        self._native: Callable[[bytes], Any] | None = None
+        self._lenient: Callable[[bytes], Any] | None = None
+        if native:
+            self._native = partial(jiter.from_json, allow_inf_nan=False, catch_duplicate_keys=True)
+            # Without the duplicate check, which costs ~40% of a batch's parse: used only
+            # where the absence of duplicates is then proved by counting.
+            self._lenient = partial(jiter.from_json, allow_inf_nan=False)
 
     def loads(self, data: bytes | str) -> Any:
         """Parse one strict I-JSON value.
@@ -135,6 +176,8 @@ class StrictJSON:
         else:
             if data.startswith(_BOM):
                 _fail("byte order mark")  # RFC 8259 section 8.1: MUST NOT add a BOM
+            if self._native is not None:
+                return self._loads_native(data)
             try:
                 text = data.decode("utf-8")  # strict: also rejects encoded surrogates
             except UnicodeDecodeError:
@@ -158,6 +201,89 @@ class StrictJSON:
         if "\\u" in text and _SURROGATE_ESCAPE.search(text):
             _reject_lone_surrogates(value)
         return value
+
+    def _native_ok(self, data: bytes) -> bool:
+        """True when jiter decides exactly like the oracle: no number that could leave
+        int64 or overflow a double (jiter would build a huge int or an inf), and no escape
+        that could encode a surrogate half (jiter refuses lone ones itself; belt and braces).
+        Nesting is safe too: jiter stops at 200 levels, above the hard cap of ``Limits``."""
+        return not _risky_numbers(data) and not (
+            b"\\u" in data and _SURROGATE_ESCAPE_BYTES.search(data)
+        )
+
+    def _may_break_caps(self, data: bytes) -> bool:
+        """Counting is enough to rule out every cap: depth needs that many openers, an
+        object's members that many colons, an array's items that many commas."""
+        size = len(data)  # a text shorter than a cap cannot hold that many of anything
+        return (
+            (size > self.max_depth and data.count(b"[") + data.count(b"{") > self.max_depth)
+            or (size > self.max_object_members and data.count(b":") > self.max_object_members)
+            or (size >= self.max_array_items and data.count(b",") >= self.max_array_items)
+        )
+
+    def _loads_native(self, data: bytes) -> Any:
+        # Small input whose text tests rule out every rule jiter leaves to us: one parse.
+        # Otherwise (large input, where those tests cost more than checking the parsed
+        # values; or a batch, whose openers outnumber the depth limit): parse without
+        # jiter's duplicate check, check every value, and prove the absence of duplicate
+        # names by counting (below); only if that fails, parse again with jiter's check.
+        numbers_checked = len(data) <= _LARGE and self._native_ok(data)
+        if numbers_checked and not self._may_break_caps(data):
+            return self._parse_native(data, self._native)
+        value = self._parse_native(data, self._lenient)
+        members = self._check_values(value, not numbers_checked)
+        # Every member of every object has exactly one ':' outside string literals, and a
+        # duplicate name leaves one member fewer in the parsed dict. So if the parsed
+        # objects hold as many members as the text holds colons (strings included), no
+        # name was duplicated.
+        if members != data.count(b":"):
+            self._parse_native(data, self._native)  # JSONError for a duplicate name
+        return value
+
+    def _parse_native(self, data: bytes, parse: Callable[[bytes], Any] | None) -> Any:
+        assert parse is not None
+        try:
+            return parse(data)
+        except (ValueError, RecursionError, MemoryError) as exc:  # ValueError: jiter's own
+            raise JSONError("invalid JSON") from exc
+
+    def _check_values(self, value: Any, numbers: bool) -> int:
+        """Check depth, members per object, items per array and (if ``numbers``) every
+        number (int64, finite) of a parsed value; return how many members its objects hold.
+
+        Level by level, linear in the number of values; nesting is already bounded by
+        jiter's own limit (200 levels), integers by its 4,300 digits."""
+        level: list[Any] = [value]
+        depth = 0  # of the containers in ``level``
+        members = 0
+        while level:
+            depth += 1
+            inner: list[Any] = []
+            containers = False
+            for item in level:
+                kind = type(item)
+                if kind is list:
+                    containers = True
+                    if len(item) > self.max_array_items:
+                        _fail("too many array items")
+                    inner += item
+                elif kind is dict:
+                    containers = True
+                    if len(item) > self.max_object_members:
+                        _fail("too many object members")
+                    members += len(item)
+                    inner += item.values()
+                elif not numbers:
+                    continue
+                elif kind is int:
+                    if not INT64_MIN <= item <= INT64_MAX:
+                        _fail("integer out of int64 range")
+                elif kind is float and not math.isfinite(item):
+                    _fail("number overflows a double")
+            if containers and depth > self.max_depth:
+                _fail("nesting too deep")
+            level = inner
+        return members
 
     def _check_depth(self, text: str) -> None:
         # One lazy pass over string literals and bracket runs: strings are skipped whole,
@@ -231,3 +357,47 @@ def _check_ints(value: Any) -> None:
             stack.extend(item)
         elif isinstance(item, dict):
             stack.extend(item.values())
+
+
+def result_bytes(result: Any, id: Any) -> bytes | None:
+    """``{"jsonrpc":"2.0","result":R,"id":I}`` for a scalar result and id, byte for byte what
+    ``dumps_strict`` gives for that object, without walking a dict through the encoder and
+    the output through the int check; None when either value needs the general encoder."""
+    if type(result) is int and type(id) is int:  # the commonest answer, in one step
+        if INT64_MIN <= result <= INT64_MAX and INT64_MIN <= id <= INT64_MAX:
+            return b'{"jsonrpc":"2.0","result":%d,"id":%d}' % (result, id)
+        return None
+    r = _scalar(result)
+    return None if r is None else _response("result", r, id)
+
+
+def error_bytes(code: Any, message: Any, id: Any) -> bytes | None:
+    """``{"jsonrpc":"2.0","error":{"code":C,"message":M},"id":I}`` (an error without data),
+    byte for byte what ``dumps_strict`` gives; None when a value needs the general encoder."""
+    c = _scalar(code)
+    if c is None or type(message) is not str:
+        return None
+    return _response("error", f'{{"code":{c},"message":{encode_basestring(message)}}}', id)
+
+
+def _response(member: str, value: str, id: Any) -> bytes | None:
+    i = _scalar(id)
+    if i is None:
+        return None
+    try:
+        return f'{{"jsonrpc":"2.0","{member}":{value},"id":{i}}}'.encode()
+    except UnicodeEncodeError:  # a lone surrogate: the general path reports it
+        return None
+
+
+def _scalar(value: Any) -> str | None:
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value) if INT64_MIN <= value <= INT64_MAX else None
+    if kind is str:
+        return encode_basestring(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return None

@@ -118,6 +118,11 @@ class Limits:
     max_inflight_per_connection: int = 16
     #: Calls running at once in the whole process; past it calls get -32009 (jsonrpsee).
     max_inflight: int = 256
+    #: Threads that run sync handlers under ``dispatch_async`` (one pool per server). When
+    #: every one is held, including by handlers still running past their deadline, a new
+    #: sync call is answered -32009 at once. 32 is the stdlib executor's ceiling; threads
+    #: start on demand and retire when idle.
+    max_threads: int = 32
 
     # -- authentication -----------------------------------------------------------------------
     #: Largest bearer token accepted; longer ones fail before any decoding (SR-20, SR-36).

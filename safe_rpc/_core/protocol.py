@@ -42,7 +42,6 @@ class _NoId:
 
 NO_ID: Final = _NoId()
 
-_MEMBERS: Final = frozenset(("jsonrpc", "method", "params", "id"))
 
 #: The reserved method a connection-oriented transport (framed TCP, WebSocket) authenticates
 #: with: ``{"token": "..."}``. Names beginning with ``rpc.`` are reserved by section 4.
@@ -87,10 +86,10 @@ def classify(element: Any) -> Request | Any:
     if type(element) is not dict:
         return None
     id_ = element.get("id", NO_ID)
-    id_ok = id_ is NO_ID or valid_id(id_)
+    kind = type(id_)
+    id_ok = id_ is NO_ID or kind is int or kind is str or valid_id(id_)
     answer_id = id_ if id_ok and id_ is not NO_ID else None
-    # No members beyond the four the spec defines (additionalProperties: false).
-    if not element.keys() <= _MEMBERS or not id_ok:
+    if not id_ok:
         return answer_id
     # "jsonrpc ... MUST be exactly "2.0"."
     version = element.get("jsonrpc")
@@ -104,7 +103,14 @@ def classify(element: Any) -> Request | Any:
     if params is None:
         if "params" in element:
             return answer_id
+        members = 2
     elif type(params) is not list and type(params) is not dict:
+        return answer_id
+    else:
+        members = 3
+    # No members beyond the four the spec defines (additionalProperties: false): the ones
+    # found above, and the id if present, must be all of them (cheaper than a set test).
+    if len(element) != members + (id_ is not NO_ID):
         return answer_id
     return Request(method, params, id_)
 

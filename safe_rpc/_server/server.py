@@ -24,7 +24,7 @@ from .._core.errors import (
 )
 from .._core.limits import Limits
 from .._core.logs import log_safe
-from .._core.pipeline import Call, Failure, Pipeline
+from .._core.pipeline import Batch, Call, Failure, Pipeline, _Flow
 from .._core.registry import MethodSpec, build_method
 from .._discovery import Discovery
 from .._ops import CallRecord, Lifespan, ObserverSet, running
@@ -33,6 +33,7 @@ from .._store.admission import Rate, StoreAdmission, parse_rate
 from .._store.base import Store, StoreUnavailable
 from .._store.memory import MemoryStore
 from .._store.revocations import RevocationView
+from .threads import NOT_RUN, Job, ThreadPool, raised
 
 if TYPE_CHECKING:
     from .._transports.http import ASGIApp
@@ -42,6 +43,23 @@ __all__ = ["RPCServer"]
 logger = logging.getLogger("safe_rpc")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# A batch's sync job still running after this long has calls that block: more threads
+# join it. Fast calls finish well inside it and cost one thread hand-off for the batch.
+_WIDEN_AFTER = 0.002
+
+
+class _OnDemand:
+    """The outcomes of a batch's calls for the sync driver: call i runs when item i is read."""
+
+    __slots__ = ("_calls", "_run")
+
+    def __init__(self, calls: list[Call], run: Callable[[Call], Any]) -> None:
+        self._calls = calls
+        self._run = run
+
+    def __getitem__(self, index: int) -> Any:
+        return self._run(self._calls[index])
 
 
 class RPCServer(Pipeline):
@@ -132,6 +150,7 @@ class RPCServer(Pipeline):
         #: Failed authentications per caller source, shared by the transports (SR-40).
         self.auth_limiter = auth_limiter or self._default_limiter()
         self._inflight = 0
+        self._pool = ThreadPool(self.limits.max_threads)
         self._rates: dict[str, Rate] = {}
         self._checks = StoreAdmission(
             self.store,
@@ -142,7 +161,35 @@ class RPCServer(Pipeline):
             view=self._revocation_view,
             leeway=lambda: float(getattr(self._keyring, "leeway", 0.0)),
         )
-        self.admission = self._checks
+        self._refresh_fast_path()
+
+    def _refresh_fast_path(self) -> None:
+        """Decide whether ``dispatch``/``dispatch_async`` may skip the generator pipeline,
+        and whether the pipeline needs the store's admission checks at all.
+
+        The fused path runs the very same steps as ``_flow`` (``_start``, ``_prepare``,
+        ``_finish``), only without driving a generator. Any feature that needs per-call work
+        must make this false: anything that wraps or extends ``_flow`` (observers, quotas,
+        single-use tokens, shared revocations, built-in methods, subscriptions) is reached
+        only through the general pipeline. Deliberately conservative: the fused path is for
+        the plain default configuration (no keyring, no store given, no rate) only. Called
+        again after registration, ``add_observer``, ``use_store`` and a new keyring.
+        """
+        checks = getattr(self, "_checks", None)
+        if checks is None:  # still in __init__
+            return
+        # Any keyring may verify single-use tokens (and, with a store, shared revocations);
+        # a given store or a rate means quotas: every such call goes through the admission.
+        needs_admission = (
+            self._store_given
+            or checks.rate is not None
+            or bool(self._rates)
+            or self._keyring is not None
+        )
+        self.admission = checks if needs_admission else None
+        self._plain = (
+            type(self)._flow is Pipeline._flow and self._emit is None and self.admission is None
+        )
 
     def use_store(self, store: Store) -> None:
         """Switch this server (its keyring, quotas, single-use ids and, unless one was
@@ -155,7 +202,7 @@ class RPCServer(Pipeline):
         self._checks.store = store
         if self._default_auth_limiter:
             self.auth_limiter = self._default_limiter()
-        self.keyring = self._keyring  # re-attach its revocations
+        self.keyring = self._keyring  # re-attach its revocations (and refresh the fast path)
 
     def _default_limiter(self) -> FailedAuthLimiter | StoreAuthLimiter:
         per_minute = self.limits.auth_failures_per_minute
@@ -177,6 +224,7 @@ class RPCServer(Pipeline):
                 max_stale=self.limits.revocation_max_stale,
             )
         self._keyring = keyring
+        self._refresh_fast_path()
 
     def _revocation_view(self) -> RevocationView | None:
         keyring = self._keyring
@@ -212,6 +260,7 @@ class RPCServer(Pipeline):
         name: str | None = None,
         scopes: Iterable[str] = (),
         public: bool = False,
+        blocking: bool = True,
         errors: Iterable[type[RPCError]] = (),
         rate: str | None = None,
     ) -> Callable[[F], F]: ...
@@ -224,6 +273,7 @@ class RPCServer(Pipeline):
         name: str | None = None,
         scopes: Iterable[str] = (),
         public: bool = False,
+        blocking: bool = True,
         errors: Iterable[type[RPCError]] = (),
         rate: str | None = None,
     ) -> F | Callable[[F], F]:
@@ -236,6 +286,12 @@ class RPCServer(Pipeline):
                 such as ``"account.withdraw"`` namespace methods.
             scopes: every scope a caller's token must hold (exact string match).
             public: callable without a token. Public methods cannot require scopes.
+            blocking: for a sync function only. True (the default): under
+                ``dispatch_async`` it runs on the server's bounded thread pool, so it may
+                block. False: it is declared never to block (no I/O, no lock waits, short
+                CPU work) and runs inline on the event loop, which saves the thread hand-off
+                (tens of microseconds) but cannot be interrupted by ``call_timeout``; a
+                handler that does block then stalls every connection of the process.
             errors: the application errors (``RPCError`` subclasses) the method may raise;
                 ``rpc.discover`` lists them and generated clients raise them by class.
             rate: a quota on this method per principal (per client address when
@@ -250,13 +306,16 @@ class RPCServer(Pipeline):
         quota = parse_rate(rate) if rate is not None else None
 
         def register(f: F) -> F:
-            spec = build_method(f, name=name, public=public, scopes=scopes, errors=errors)
+            spec = build_method(
+                f, name=name, public=public, scopes=scopes, blocking=blocking, errors=errors
+            )
             if spec.name in self._methods:
                 raise RegistrationError(f"method {spec.name!r} is already registered")
             self._methods[spec.name] = spec
             if quota is not None:
                 self._rates[spec.name] = quota
             self._has_private = self._has_private or not spec.public
+            self._refresh_fast_path()
             return f
 
         return register(func) if func is not None else register
@@ -265,6 +324,7 @@ class RPCServer(Pipeline):
         """Install one more observer (``safe-rpc serve --access-log/--metrics`` use this)."""
         self.ops.add(observer)
         self._emit = self.ops.emit
+        self._refresh_fast_path()
 
     def running(self) -> AbstractAsyncContextManager[None]:
         """Enter this server's lifespan (a no-op without one) for the block's duration.
@@ -326,11 +386,19 @@ class RPCServer(Pipeline):
             The response bytes, or None when no response is due (notifications only).
             Never raises for anything the peer sent.
         """
-        flow = self._guarded_flow(data, token, principal, transport, client)
+        step = self._begin(data, token, principal, transport, client)
+        if type(step) is Call:
+            return self._end(step, self._run_sync(step))
+        if step is None or type(step) is bytes:
+            return step
+        flow: _Flow = step  # type: ignore[assignment]
         try:
             call = next(flow)
             while True:
-                call = flow.send(self._run_sync(call))
+                if isinstance(call, Batch):  # each call runs, in order, when the pipeline reads it
+                    call = flow.send(_OnDemand(call.calls, self._run_sync))
+                else:  # a Call, or a store operation (quota, single-use token)
+                    call = flow.send(self._run_sync(call))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
@@ -345,19 +413,55 @@ class RPCServer(Pipeline):
     ) -> bytes | None:
         """Like ``dispatch``, for event loops: handlers are awaited under the call deadline.
 
-        Sync handlers run in a worker thread so they never block the loop; async handlers
-        are cancelled at ``Limits.call_timeout`` and answered with -32002. Calls beyond
-        ``Limits.max_inflight`` in the process are answered -32009.
+        Sync handlers run on the server's bounded thread pool (``Limits.max_threads``) so
+        they never block the loop, unless registered with ``blocking=False``; async
+        handlers are cancelled at ``Limits.call_timeout`` and answered with -32002. Calls
+        beyond ``Limits.max_inflight`` in the process, and sync calls while every pool
+        thread is held, are answered -32009. The elements of a batch run concurrently (at
+        most ``Limits.max_inflight_per_connection`` at once) under one ``call_timeout``
+        for the whole message; answers keep the request order.
         """
-        flow = self._guarded_flow(data, token, principal, transport, client)
+        step = self._begin(data, token, principal, transport, client)
+        if type(step) is Call:
+            return self._end(step, await self._run_async(step))
+        if step is None or type(step) is bytes:
+            return step
+        flow: _Flow = step  # type: ignore[assignment]
         try:
             call = next(flow)
             while True:
-                call = flow.send(await self._run_async(call))
+                if isinstance(call, Batch):
+                    call = flow.send(await self._run_batch(call.calls))
+                else:  # a Call, or a store operation (quota, single-use token)
+                    call = flow.send(await self._run_async(call))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
-    # -- the pipeline ---------------------------------------------------------------------------
+    def _begin(
+        self,
+        data: bytes,
+        token: str | None,
+        principal: Principal | None,
+        transport: str,
+        client: str | None,
+    ) -> bytes | Call | _Flow | None:
+        """The answer, the one Call of a plain single request, or the flow to drive."""
+        if not self._plain:
+            return self._guarded_flow(data, token, principal, transport, client)
+        # The fused path: the same steps as Pipeline._flow, without driving a generator.
+        try:
+            step = self._start(data, token, principal, transport, client)
+        except Exception:
+            return self._pipeline_failure()
+        if type(step) is Batch:
+            return self._guarded(self._batch(step))
+        return step  # type: ignore[return-value]
+
+    def _end(self, call: Call, outcome: Any) -> bytes | None:
+        try:
+            return self._finish_single(call, outcome)
+        except Exception:
+            return self._pipeline_failure()
 
     # -- the asyncio driver ---------------------------------------------------------------------
 
@@ -374,27 +478,137 @@ class RPCServer(Pipeline):
 
     async def _invoke(self, call: Call) -> Any:
         spec = call.spec
+        if not spec.is_async:
+            if not spec.blocking:
+                return self._run_sync(call)
+            return await self._in_thread(call)
         deadline = asyncio.timeout(self.limits.call_timeout)
         try:
             async with deadline:
-                if spec.is_async:
-                    return await spec.func(*call.args, **call.kwargs)
-                # Sync handlers may block (I/O, CPU): keep them off the event loop. A thread
-                # cannot be cancelled; its answer is dropped once the deadline passed.
-                return await asyncio.to_thread(spec.func, *call.args, **call.kwargs)
+                return await spec.func(*call.args, **call.kwargs)
         except TimeoutError as exc:
             if deadline.expired():
-                logger.warning("method %s exceeded its deadline; cancelled", log_safe(spec.name))
-                return Failure(RequestTimeout())
+                return self._timed_out(spec)
             return self._failure(spec, exc)  # the handler's own TimeoutError
         except Exception as exc:
             return self._failure(spec, exc)
 
+    def _timed_out(self, spec: MethodSpec) -> Failure:
+        logger.warning("method %s exceeded its deadline; cancelled", log_safe(spec.name))
+        return Failure(RequestTimeout())
+
+    async def _in_thread(self, call: Call) -> Any:
+        # A thread cannot be cancelled: past the deadline its answer is dropped and it keeps
+        # its pool slot until it returns (SECURITY.md states that residual risk).
+        job = Job([(call.spec.func, call.args, call.kwargs)])
+        done = self._pool.submit(job)
+        if done is None:
+            return Failure(ServerBusy())
+        try:
+            async with asyncio.timeout(self.limits.call_timeout):
+                await done
+        except TimeoutError:
+            job.abandon()
+            return self._timed_out(call.spec)
+        finally:
+            job.abandon()  # also when this task itself is cancelled
+        return self._outcome(call.spec, job.results[0])
+
+    def _outcome(self, spec: MethodSpec, slot: Any) -> Any:
+        exc = raised(slot)
+        if exc is None:
+            return slot
+        if isinstance(exc, Exception):
+            return self._failure(spec, exc)
+        raise exc  # KeyboardInterrupt, SystemExit from a handler thread: not ours to eat
+
+    async def _run_batch(self, calls: list[Call]) -> list[Any]:
+        """Run the calls of one batch concurrently under one deadline; outcomes in order.
+
+        Async calls are tasks (at most ``max_inflight_per_connection`` running at once);
+        the sync calls that may block go to the pool as one job, spread over more threads
+        only if it is still running a moment later; calls declared non-blocking run inline.
+        """
+        loop = asyncio.get_running_loop()
+        limits = self.limits
+        outcomes: list[Any] = [None] * len(calls)
+        sync: list[int] = []
+        waits: list[asyncio.Future[Any]] = []
+        tasks: dict[int, asyncio.Task[Any]] = {}
+        # A batch never pushes itself past the process cap: it runs at most as many async
+        # calls at once as there is room for when it starts (at least one).
+        room = limits.max_inflight - self._inflight - 1
+        slots = asyncio.Semaphore(max(1, min(limits.max_inflight_per_connection, room)))
+        for index, call in enumerate(calls):
+            spec = call.spec
+            if spec.is_async:
+                tasks[index] = loop.create_task(self._bounded(call, slots))
+            elif spec.blocking:
+                sync.append(index)
+            else:
+                outcomes[index] = self._run_sync(call)
+        waits.extend(tasks.values())
+        job = Job([(calls[i].spec.func, calls[i].args, calls[i].kwargs) for i in sync])
+        widen: asyncio.TimerHandle | None = None
+        held = 0  # the job counts as one call in flight: it holds one thread to begin with
+        if sync:
+            done = self._pool.submit(job) if self._inflight < limits.max_inflight else None
+            if done is None:
+                for index in sync:
+                    outcomes[index] = Failure(ServerBusy())
+            else:
+                held = 1
+                self._inflight += 1
+                waits.append(done)
+                if len(sync) > 1:
+                    spread = min(len(sync), limits.max_inflight_per_connection) - 1
+                    widen = loop.call_later(_WIDEN_AFTER, self._pool.widen, job, spread)
+        try:
+            if waits:
+                await asyncio.wait(waits, timeout=limits.call_timeout)
+        finally:
+            job.abandon()
+            self._inflight -= held
+            if widen is not None:
+                widen.cancel()
+            late = [task for task in tasks.values() if not task.done()]
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.gather(*late, return_exceptions=True)
+        for index, task in tasks.items():
+            if task.cancelled():
+                outcomes[index] = self._timed_out(calls[index].spec)
+            else:
+                outcomes[index] = task.result()
+        for slot, index in zip(job.results, sync, strict=True):
+            if outcomes[index] is not None:
+                continue  # refused: ServerBusy
+            spec = calls[index].spec
+            outcomes[index] = (
+                self._timed_out(spec) if slot is NOT_RUN else self._outcome(spec, slot)
+            )
+        return outcomes
+
+    async def _bounded(self, call: Call, slots: asyncio.Semaphore) -> Any:
+        # One async element of a batch: it waits for one of the message's slots, then counts
+        # as in flight only while it runs.
+        async with slots:
+            if self._inflight >= self.limits.max_inflight:
+                return Failure(ServerBusy())
+            self._inflight += 1
+            try:
+                return await call.spec.func(*call.args, **call.kwargs)
+            except Exception as exc:
+                return self._failure(call.spec, exc)
+            finally:
+                self._inflight -= 1
+
     def _run_sync(self, call: Call | Deferred) -> Any:
         if not isinstance(call, Call):
-            return call.run_sync()
+            return call.run_sync()  # a store operation (quota, single-use token)
         spec = call.spec
-        if not spec.is_async:
+        if not spec.is_async:  # inline, in the calling thread
             try:
                 return spec.func(*call.args, **call.kwargs)
             except Exception as exc:
