@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-__all__ = ["Context", "Principal"]
+__all__ = ["EVENT_SOURCE", "Context", "Principal"]
+
+#: Set by the transport around a running subscription: channel -> async iterator of items.
+#: A context variable, so the pipeline needs no parameter for a feature only streams use.
+EVENT_SOURCE: contextvars.ContextVar[Callable[[str], AsyncIterator[Any]] | None] = (
+    contextvars.ContextVar("safe_rpc_event_source", default=None)
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,7 +51,7 @@ class Context:
         request_id: the JSON-RPC id of this call (None for a notification or ``"id": null``).
         is_notification: True when no response will be sent.
         method: the registered name that was called.
-        transport: ``"inprocess"``, ``"http"`` or ``"tcp"``.
+        transport: ``"inprocess"``, ``"http"``, ``"tcp"`` or ``"websocket"``.
         client: the peer address as the transport saw it, when there is one.
     """
 
@@ -54,3 +61,15 @@ class Context:
     method: str
     transport: str = "inprocess"
     client: str | None = None
+
+    def events(self, channel: str) -> AsyncIterator[Any]:
+        """The items published on ``channel`` from now on (``await rpc.publish(...)``), as an
+        async iterator; only inside a subscription (``@rpc.subscription``).
+
+        Raises:
+            RuntimeError: called outside a running subscription.
+        """
+        source = EVENT_SOURCE.get()
+        if source is None:
+            raise RuntimeError("ctx.events() works only inside a running @rpc.subscription")
+        return source(channel)

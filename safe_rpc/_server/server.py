@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .._auth.limiter import FailedAuthLimiter
@@ -16,6 +16,9 @@ from .._core.limits import Limits
 from .._core.logs import log_safe
 from .._core.pipeline import Call, Failure, Pipeline
 from .._core.registry import MethodSpec, build_method
+from .._transports.connection import PendingBudget
+from .events import EventBus, InProcessEventBus, check_channel, decode_events, encode_event
+from .subscriptions import StreamSpec, register_subscription
 
 if TYPE_CHECKING:
     from .._transports.http import ASGIApp
@@ -71,6 +74,12 @@ class RPCServer(Pipeline):
         #: Failed authentications per caller source, shared by the transports (SR-40).
         self.auth_limiter = auth_limiter or FailedAuthLimiter(self.limits.auth_failures_per_minute)
         self._inflight = 0
+        # Streams (WebSocket, framed TCP): subscriptions, events, and the bytes of answers
+        # waiting to be written across every connection of this process.
+        self._streams: dict[str, StreamSpec] = {}
+        #: Carries ``publish`` to ``ctx.events``; replace it to span processes.
+        self.event_bus: EventBus = InProcessEventBus()
+        self.pending_budget = PendingBudget(self.limits.max_pending_bytes)
 
     @overload
     def method(self, func: F, /) -> F: ...
@@ -117,6 +126,44 @@ class RPCServer(Pipeline):
             return f
 
         return register(func) if func is not None else register
+
+    @overload
+    def subscription(self, func: F, /) -> F: ...
+    @overload
+    def subscription(
+        self, /, *, name: str | None = None, scopes: Iterable[str] = (), public: bool = False
+    ) -> Callable[[F], F]: ...
+
+    def subscription(
+        self,
+        func: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        scopes: Iterable[str] = (),
+        public: bool = False,
+    ) -> F | Callable[[F], F]:
+        """Register an async generator function as a subscription (WebSocket, framed TCP).
+
+        ``async def ticker(ctx: Context, symbol: str) -> AsyncIterator[Price]``: params are
+        validated like a method's, the call answers a subscription id, and each item is
+        sent as an ``rpc.subscription`` notification, serialised through the yield type.
+        Over plain HTTP the name answers -32601. Same options as ``method``.
+        """
+
+        def register(f: F) -> F:
+            return register_subscription(self, f, name=name, scopes=scopes, public=public)
+
+        return register(func) if func is not None else register
+
+    async def publish(self, channel: str, item: Any) -> None:
+        """Send ``item`` (JSON-able: models, dataclasses, datetimes work) to every
+        subscription reading ``ctx.events(channel)`` now."""
+        await self.event_bus.publish(check_channel(channel), encode_event(item))
+
+    def event_source(self, channel: str) -> AsyncIterator[Any]:
+        """The items published on ``channel`` (what ``ctx.events`` returns)."""
+        return decode_events(self.event_bus.subscribe(check_channel(channel)), self._json)
 
     @property
     def inflight(self) -> int:

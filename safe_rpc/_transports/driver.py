@@ -1,0 +1,241 @@
+"""The asyncio driver of ``ConnectionCore``: tasks that read, write, keep time and run the
+work the core asks for. ``tcp.py`` and ``websocket.py`` subclass it with the few lines
+that move bytes on their kind of connection.
+
+Three loops per connection, all woken by one event after every change of the core:
+
+* the reader reads one message while the core wants input (stopped at the in-flight cap
+  and while answers are not drained: back-pressure);
+* the writer writes the core's outbox one message at a time and reports when each one
+  drained (the core aborts the connection when that takes longer than ``write_timeout``);
+* the timer calls ``timer_fired`` at the core's next deadline (authenticate, idle, write).
+
+Each ``Dispatch`` runs in its own task under ``RPCServer.dispatch_async`` with the session
+in a context variable; each subscription runs in its own task. When the connection ends,
+every task of it is cancelled: work for a connection that is gone is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._core.context import EVENT_SOURCE
+from .._core.errors import RPCError
+from .connection import (
+    SESSION,
+    Abort,
+    Action,
+    Close,
+    ConnectionCore,
+    Dispatch,
+    StartStream,
+    StopStream,
+)
+
+if TYPE_CHECKING:
+    from .._server.server import RPCServer
+
+__all__ = ["ConnectionDriver"]
+
+logger = logging.getLogger("safe_rpc.connection")
+
+
+class ConnectionDriver:
+    """Runs one connection; subclasses implement ``_receive``, ``_send``, ``_abort_transport``
+    and ``_close_transport``."""
+
+    #: reported to handlers as ``Context.transport``
+    transport_name = "tcp"
+    #: True when end of input means the peer is gone (WebSocket): drop in-flight work.
+    eof_is_gone = False
+
+    def __init__(self, rpc: RPCServer, core: ConnectionCore) -> None:
+        self.rpc = rpc
+        self.core = core
+        self.loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        self._done = asyncio.Event()
+        self._work: set[asyncio.Task[None]] = set()
+        self._streams: dict[str, asyncio.Task[None]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._holding = False  # a delayed close holds the writer back
+
+    # -- to implement -----------------------------------------------------------------------
+
+    async def _receive(self) -> bytes | None:
+        """The next whole message, or None at the end of input."""
+        raise NotImplementedError
+
+    async def _send(self, data: bytes) -> None:
+        """Write one message and return once it drained."""
+        raise NotImplementedError
+
+    def _abort_transport(self) -> None:
+        raise NotImplementedError
+
+    async def _close_transport(self, code: int) -> None:
+        raise NotImplementedError
+
+    # -- running --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._reader = asyncio.create_task(self._read_loop())
+        loops = [self._reader, asyncio.create_task(self._write_loop())]
+        loops.append(asyncio.create_task(self._timer_loop()))
+        try:
+            await self._done.wait()
+        finally:
+            for task in [*loops, *self._work, *self._streams.values()]:
+                task.cancel()
+            await asyncio.gather(
+                *loops, *self._work, *self._streams.values(), return_exceptions=True
+            )
+            if not self.core.finished:
+                self.core.gone()
+
+    def _now(self) -> float:
+        return self.loop.time()
+
+    def _apply(self) -> None:
+        for action in self.core.take_actions():
+            self._carry_out(action)
+        self._changed.set()
+
+    def _carry_out(self, action: Action) -> None:
+        if isinstance(action, Dispatch):
+            self._spawn(self._dispatch(action))
+        elif isinstance(action, StartStream):
+            task = asyncio.create_task(self._stream(action))
+            self._streams[action.stream_id] = task
+        elif isinstance(action, StopStream):
+            stopped = self._streams.pop(action.stream_id, None)
+            if stopped is not None and stopped is not asyncio.current_task():
+                stopped.cancel()
+        elif isinstance(action, Close):
+            if self._reader is not None and self._reader is not asyncio.current_task():
+                self._reader.cancel()
+            self._spawn(self._closing(action))
+        elif isinstance(action, Abort):
+            self._abort_transport()
+            self._done.set()
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
+
+    async def _until(self, ready: Callable[[], bool]) -> None:
+        while not ready():
+            self._changed.clear()
+            await self._changed.wait()
+
+    # -- the loops ------------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        core = self.core
+        try:
+            while True:
+                await self._until(lambda: core.wants_input or core.closing is not None)
+                if core.closing is not None or core.finished:
+                    return
+                message = await self._receive()
+                if message is None:
+                    break
+                core.message_received(message, self._now())
+                self._apply()
+        except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
+            logger.debug("connection from %s ended: %s", core.peer, type(exc).__name__)
+            self.eof_is_gone = True
+        if self.eof_is_gone:
+            core.gone()
+            self._done.set()
+        else:
+            core.eof(self._now())
+            self._apply()
+
+    async def _write_loop(self) -> None:
+        core = self.core
+        while True:
+            await self._until(lambda: core.has_output and not self._holding)
+            data = core.next_write(self._now())
+            if data is None:
+                continue
+            self._changed.set()  # the timer now watches the write deadline
+            try:
+                await self._send(data)
+            except (ConnectionError, OSError, RuntimeError) as exc:
+                logger.debug("write to %s failed: %s", core.peer, type(exc).__name__)
+                core.gone()
+                self._done.set()
+                return
+            core.write_done(self._now())
+            self._apply()
+
+    async def _timer_loop(self) -> None:
+        core = self.core
+        while True:
+            deadline = core.deadline()
+            self._changed.clear()
+            if deadline is None:
+                await self._changed.wait()
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - self._now())):
+                    await self._changed.wait()
+            if self._now() >= deadline:
+                core.timer_fired(self._now())
+                self._apply()
+
+    async def _closing(self, close: Close) -> None:
+        if close.delay:
+            self._holding = True
+            await asyncio.sleep(close.delay)
+            self._holding = False
+            self._changed.set()
+        core = self.core
+        await self._until(lambda: not core.pending or core.finished)
+        if not core.finished:
+            with contextlib.suppress(Exception):
+                await self._close_transport(close.code)
+        core.gone()
+        self._done.set()
+
+    # -- the work -------------------------------------------------------------------------------
+
+    async def _dispatch(self, action: Dispatch) -> None:
+        SESSION.set(action.session)  # this task's own context: seen by the starter only
+        answer = await self.rpc.dispatch_async(
+            action.data,
+            principal=action.principal,
+            transport=self.transport_name,
+            client=self.core.peer,
+        )
+        self.core.answer_ready(action.key, answer, self._now())
+        self._apply()
+
+    async def _stream(self, action: StartStream) -> None:
+        EVENT_SOURCE.set(self.rpc.event_source)
+        core = self.core
+        error: BaseException | None = None
+        generator = action.spec.func(*action.args, **action.kwargs)
+        try:
+            async for item in generator:
+                core.item_ready(action.stream_id, item, self._now())
+                self._apply()
+                await asyncio.sleep(0)  # a generator that never awaits must not hog the loop
+        except asyncio.CancelledError:
+            raise
+        except RPCError as exc:
+            error = exc
+        except Exception as exc:
+            error = exc
+        finally:
+            with contextlib.suppress(Exception):
+                await generator.aclose()
+        self._streams.pop(action.stream_id, None)
+        core.stream_ended(action.stream_id, error, self._now())
+        self._apply()
