@@ -68,6 +68,11 @@ class DeadlineH11Protocol(H11Protocol):
         if not self.transport.is_closing():
             self._arm("headers", self._limits().header_timeout)
 
+    def handle_websocket_upgrade(self, event: Any) -> None:
+        # The connection now belongs to the WebSocket protocol and its own deadlines.
+        self._disarm("upgraded")
+        super().handle_websocket_upgrade(event)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm("closed")
         super().connection_lost(exc)
@@ -89,11 +94,13 @@ class DeadlineH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def config_options(limits: Limits) -> dict[str, Any]:
+def config_options(limits: Limits, *, websocket: bool = True) -> dict[str, Any]:
     """uvicorn settings shared by the single-process and the multi-worker paths."""
+    from .ws_engine import websocket_options
+
     return {
         "http": DeadlineH11Protocol,
-        "ws": "none",
+        **(websocket_options(limits) if websocket else {"ws": "none"}),
         "lifespan": "off",
         "server_header": False,  # SR-46: no banner
         "proxy_headers": False,  # X-Forwarded-For is read by the app, from trusted proxies only

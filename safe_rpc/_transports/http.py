@@ -31,6 +31,7 @@ from .._core.errors import (
 from .._core.json import dumps_strict
 from .._core.logs import log_safe
 from .._core.protocol import error_response
+from .websocket import WebSocketEndpoint
 
 if TYPE_CHECKING:
     from .._server.server import RPCServer
@@ -91,6 +92,9 @@ class ASGIApp:
             header is ever sent.
         trusted_proxies: peer addresses whose ``X-Forwarded-For`` names the real client (for
             rate limiting); none by default.
+        allow_origins: ``Origin`` values a WebSocket handshake may carry; none by default,
+            so browsers cannot open one (``safe_rpc._transports.websocket``).
+        websocket: serve WebSocket on the same port and path (default on).
     """
 
     def __init__(
@@ -100,6 +104,8 @@ class ASGIApp:
         allowed_hosts: Iterable[str] | None = None,
         cors_origins: Iterable[str] = (),
         trusted_proxies: Iterable[str] = (),
+        allow_origins: Iterable[str] = (),
+        websocket: bool = True,
     ) -> None:
         self.rpc = rpc
         self.limits = rpc.limits
@@ -109,6 +115,17 @@ class ASGIApp:
         if "*" in self.cors_origins:
             raise ValueError("cors_origins cannot be '*': list the origins that may call")
         self.trusted_proxies = frozenset(str(ipaddress.ip_address(p)) for p in trusted_proxies)
+        #: The WebSocket half on the same port and path (None: handshakes are refused).
+        self.websocket = (
+            WebSocketEndpoint(
+                rpc,
+                host_allowed=self._host_allowed,
+                client_of=self._client,
+                allow_origins=allow_origins,
+            )
+            if websocket
+            else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -116,6 +133,8 @@ class ASGIApp:
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await _lifespan(receive, send)
+        elif kind == "websocket" and self.websocket is not None:
+            await self.websocket(scope, receive, send)
         elif kind == "websocket":  # not served: refuse the handshake
             await send({"type": "websocket.close", "code": 1008})
 

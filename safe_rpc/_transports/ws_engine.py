@@ -1,0 +1,62 @@
+"""The engine side of WebSocket: uvicorn's sans-I/O ``websockets`` protocol, with the two
+things an ASGI app cannot do on its own.
+
+* Know when a message it sent has *drained* (the ASGI ``send`` returns once the bytes are
+  in the transport buffer, however full): ``drained()`` waits for the engine's own
+  flow-control signal, so the connection core can hold a peer that does not read to
+  ``Limits.write_timeout``.
+* *Abort* (the ASGI close is a polite close that waits to flush to a peer that may never
+  read): ``abort()``. A keepalive ping left unanswered aborts too.
+
+Both reach the app as ``scope["extensions"]["safe_rpc.websocket"]``. The frame limits are
+the engine's (the websockets library checks a frame's declared length before buffering
+its payload and closes with 1009 past ``max_size``); permessage-deflate is off, so a small
+compressed frame cannot inflate into a large message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+
+from .._core.limits import Limits
+
+__all__ = ["EXTENSION", "SafeWebSocketProtocol", "websocket_options"]
+
+EXTENSION = "safe_rpc.websocket"
+
+
+class SafeWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets protocol with ``drained`` and ``abort`` for the app."""
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:  # the app task has not run yet: it will see the extension
+            scope["extensions"][EXTENSION] = self
+
+    async def drained(self) -> None:
+        """Return once the transport's buffer is below its low-water mark (or it closed)."""
+        await self.writable.wait()
+
+    def abort(self) -> None:
+        """Cut the connection now, without flushing."""
+        self.stop_keepalive()
+        self.transport.abort()
+
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()
+        self.transport.abort()  # the peer is not answering: no polite close towards it
+
+
+def websocket_options(limits: Limits) -> dict[str, Any]:
+    """uvicorn settings for WebSocket under ``limits``."""
+    return {
+        "ws": SafeWebSocketProtocol,
+        "ws_max_size": limits.max_request_bytes,  # close 1009 before buffering more (SR-32)
+        "ws_ping_interval": limits.ws_ping_interval,
+        "ws_ping_timeout": limits.ws_ping_timeout,
+        "ws_per_message_deflate": False,  # no decompression bombs (SR-32)
+    }
