@@ -10,7 +10,7 @@ The public API is exactly what this module exports; every other module is privat
 
 from ._auth.limiter import FailedAuthLimiter
 from ._auth.tokens import Keyring
-from ._client import AsyncClient, BatchFuture, Client
+from ._client import AsyncClient, AsyncSubscription, BatchFuture, Client, Subscription
 from ._core.context import Context, Principal
 from ._core.errors import (
     DEFAULT_ERRORS,
@@ -35,6 +35,7 @@ from ._core.errors import (
     ResponseTooLarge,
     RPCError,
     ServerBusy,
+    SlowConsumer,
     TransportError,
     Unauthenticated,
 )
@@ -56,8 +57,10 @@ __all__ = [
     "serve",
     # clients
     "AsyncClient",
+    "AsyncSubscription",
     "BatchFuture",
     "Client",
+    "Subscription",
     # errors
     "DEFAULT_ERRORS",
     "AuthError",
@@ -81,6 +84,7 @@ __all__ = [
     "RequestTooLarge",
     "ResponseTooLarge",
     "ServerBusy",
+    "SlowConsumer",
     "TransportError",
     "Unauthenticated",
     # metadata

@@ -25,6 +25,8 @@ EXPECTED_PUBLIC = {
     "RequestTimeout", "RequestTooLarge", "ResponseTooLarge", "ServerBusy", "TransportError",
     "Unauthenticated", "__version__", "load_schema", "serve",
 }  # fmt: skip
+# Section 13: subscriptions.
+EXPECTED_PUBLIC |= {"AsyncSubscription", "SlowConsumer", "Subscription"}
 
 FORBIDDEN_MODULES = {"pickle", "cPickle", "_pickle", "marshal", "shelve", "dill", "cloudpickle"}
 FORBIDDEN_MODULES |= {"yaml", "ruamel", "jsonpickle", "xmlrpc"}

@@ -6,31 +6,54 @@ rebuilding); they differ only in how bytes move.
 
 from __future__ import annotations
 
+import contextlib
 import ssl as ssl_module
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final
 
-from .._core.errors import ErrorRegistry, RPCError
+from .._core.errors import ErrorRegistry, InvalidResponse, RPCError
 from ._protocol import Call, ClientProtocol, Outcome, make_params
 from ._transports import AsyncHTTPTransport, AsyncTCPTransport, HTTPTransport, TCPTransport
+from ._websocket import AsyncWSTransport, Inbox, WSTransport
 
-__all__ = ["AsyncBatch", "AsyncClient", "BatchFuture", "Client", "SyncBatch"]
+__all__ = [
+    "AsyncBatch",
+    "AsyncClient",
+    "AsyncSubscription",
+    "BatchFuture",
+    "Client",
+    "Subscription",
+    "SyncBatch",
+]
 
 DEFAULT_MAX_RESPONSE: Final = 4 * 1024 * 1024
-_SYNC = {"http": HTTPTransport, "https": HTTPTransport, "tcp": TCPTransport, "tls": TCPTransport}
+_SYNC = {
+    "http": HTTPTransport,
+    "https": HTTPTransport,
+    "tcp": TCPTransport,
+    "tls": TCPTransport,
+    "ws": WSTransport,
+    "wss": WSTransport,
+}
 _ASYNC = {
     "http": AsyncHTTPTransport,
     "https": AsyncHTTPTransport,
     "tcp": AsyncTCPTransport,
     "tls": AsyncTCPTransport,
+    "ws": AsyncWSTransport,
+    "wss": AsyncWSTransport,
 }
+#: Items a subscription may hold on the client before it fails with SlowConsumer.
+DEFAULT_SUBSCRIPTION_QUEUE: Final = 256
 
 
 def _scheme(url: str) -> str:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in _SYNC:
-        raise ValueError(f"{url!r}: the URL must start with http://, https://, tcp:// or tls://")
+        raise ValueError(
+            f"{url!r}: the URL must start with http://, https://, tcp://, tls://, ws:// or wss://"
+        )
     return scheme
 
 
@@ -163,6 +186,8 @@ class _ClientBase:
         self._transport = self._transports[_scheme(url)](
             url, token=token, timeout=timeout, cap=max_response_bytes, ssl=ssl
         )
+        if isinstance(self._transport, WSTransport | AsyncWSTransport):
+            self._transport.rebuild = self._protocol.rebuild
 
     def __getattr__(self, name: str) -> _Proxy:
         # Only names that are not attributes of the client reach here; private and dunder
@@ -176,6 +201,11 @@ class _ClientBase:
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
+
+    def _stream_transport(self) -> Any:
+        if not isinstance(self._transport, WSTransport | AsyncWSTransport):
+            raise TypeError("subscriptions need a ws:// or wss:// URL")
+        return self._transport
 
     def _single(
         self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], notify: bool
@@ -215,6 +245,18 @@ class Client(_ClientBase):
         """Send a notification: no answer is expected or read."""
         _, data = self._single(method, args, kwargs, True)
         self._transport.send(data, expect=False, key=None)
+
+    def subscribe(
+        self, method: str, /, *args: Any, queue: int = DEFAULT_SUBSCRIPTION_QUEUE, **kwargs: Any
+    ) -> Subscription:
+        """Open a subscription (``ws://``/``wss://`` only); use it as a context manager and
+        iterate it: ``with c.subscribe("ticker", symbol="EURUSD") as sub: for p in sub: ...``.
+
+        Leaving the block unsubscribes. ``queue`` bounds the items held on this side: a
+        consumer that falls that far behind gets ``SlowConsumer``.
+        """
+        transport = self._stream_transport()
+        return Subscription(self, transport, method, make_params(args, kwargs), queue)
 
     def batch(self) -> SyncBatch:
         """Collect calls and send them in one round trip (see the class example)."""
@@ -258,6 +300,18 @@ class AsyncClient(_ClientBase):
         _, data = self._single(method, args, kwargs, True)
         await self._transport.send(data, expect=False, key=None)
 
+    def subscribe(
+        self, method: str, /, *args: Any, queue: int = DEFAULT_SUBSCRIPTION_QUEUE, **kwargs: Any
+    ) -> AsyncSubscription:
+        """Open a subscription (``ws://``/``wss://`` only):
+        ``async with c.subscribe("ticker", symbol="EURUSD") as sub: async for p in sub: ...``.
+
+        Leaving the block unsubscribes. ``queue`` bounds the items held on this side: a
+        consumer that falls that far behind gets ``SlowConsumer``.
+        """
+        transport = self._stream_transport()
+        return AsyncSubscription(self, transport, method, make_params(args, kwargs), queue)
+
     def batch(self) -> AsyncBatch:
         """``async with client.batch() as b: f = b.add(1, 2)`` -> one round trip."""
         return AsyncBatch(self._protocol, self._transport)
@@ -272,3 +326,79 @@ class AsyncClient(_ClientBase):
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+class _SubscriptionBase:
+    def __init__(
+        self, client: _ClientBase, transport: Any, method: str, params: Any, queue: int
+    ) -> None:
+        if queue < 1:
+            raise ValueError("queue must be at least 1")
+        self._client = client
+        self._transport = transport
+        self._inbox = Inbox(queue)
+        self._call = client._protocol.call(method, params)
+        self._data = client._protocol.encode([self._call], batch=False)
+
+    @property
+    def id(self) -> str | None:
+        """The server's id for this subscription (once open)."""
+        return self._inbox.id
+
+    def _opened(self, raw: bytes | None) -> None:
+        subscription_id = _result(
+            self._client._protocol.decode(raw, [self._call], batch=False), self._call
+        )
+        if type(subscription_id) is not str or self._inbox.id != subscription_id:
+            raise InvalidResponse("a subscribe call must answer the subscription id")
+
+
+class Subscription(_SubscriptionBase):
+    """An open subscription on ``Client``: iterate it for items; leave its block to end it."""
+
+    def __enter__(self) -> Subscription:
+        self._opened(
+            self._transport.send(self._data, expect=True, key=self._call.id, inbox=self._inbox)
+        )
+        return self
+
+    def __iter__(self) -> Subscription:
+        return self
+
+    def __next__(self) -> Any:
+        return self._transport.next_item(self._inbox, None)
+
+    def next(self, timeout: float | None = None) -> Any:
+        """The next item, waiting at most ``timeout`` seconds (TimeoutError past it)."""
+        return self._transport.next_item(self._inbox, timeout)
+
+    def __exit__(self, *exc: Any) -> None:
+        still_open = not self._inbox.closed and self._inbox.id is not None
+        self._transport.drop(self._inbox)
+        if still_open:
+            with contextlib.suppress(RPCError):
+                self._client.call("rpc.unsubscribe", self._inbox.id)
+
+
+class AsyncSubscription(_SubscriptionBase):
+    """An open subscription on ``AsyncClient``: ``async for`` its items."""
+
+    async def __aenter__(self) -> AsyncSubscription:
+        raw = await self._transport.send(
+            self._data, expect=True, key=self._call.id, inbox=self._inbox
+        )
+        self._opened(raw)
+        return self
+
+    def __aiter__(self) -> AsyncSubscription:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self._transport.next_item(self._inbox)
+
+    async def __aexit__(self, *exc: Any) -> None:
+        still_open = not self._inbox.closed and self._inbox.id is not None
+        self._transport.drop(self._inbox)
+        if still_open:
+            with contextlib.suppress(RPCError):
+                await self._client.call("rpc.unsubscribe", self._inbox.id)
