@@ -55,7 +55,7 @@ class Inbox:
             return
         if "result" in params:
             if len(self.items) >= self.limit:
-                self.fail(SlowConsumer())
+                self.fail(SlowConsumer(), drop=True)
                 return
             self.items.append(params["result"])
         elif "end" in params:
@@ -64,10 +64,13 @@ class Inbox:
             self.fail(rebuild(params["error"]))
         self._wake()
 
-    def fail(self, error: BaseException) -> None:
+    def fail(self, error: BaseException, *, drop: bool = False) -> None:
+        """End with ``error``, raised once the items already received were taken (all of
+        them dropped with ``drop``)."""
         if not self.closed:
             self.error = error
             self.closed = True
+        if drop:
             self.items.clear()
         self._wake()
 
@@ -312,9 +315,11 @@ class WSTransport:
 
     def _connected(self) -> SyncConnection:
         if self._ws is None:
+            # Entered as a context manager, the way websockets >= 17 wants it used; close()
+            # below ends it.
             self._ws = sync_connect(
                 self.url, max_size=self.cap, open_timeout=self.timeout, **self._options
-            )
+            ).__enter__()
         return self._ws
 
     def next_item(self, inbox: Inbox, timeout: float | None) -> Any:
