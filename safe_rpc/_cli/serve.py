@@ -10,7 +10,8 @@ from .._serving.serve import build_app, run_workers, serve
 from . import subcommand
 
 HELP = """\
-Serve the RPCServer found at MODULE:ATTR over HTTP (default 127.0.0.1:8000).
+Serve the RPCServer found at MODULE:ATTR over HTTP (default 127.0.0.1:8000), with
+WebSocket on the same port and path (ws://, or wss:// with a certificate).
 
 Binding an address other than loopback needs a keyring (--keys FILE, or one set on the
 server in code); every limit comes from the server's Limits.
@@ -39,6 +40,20 @@ def add_parser(subparsers: Any) -> None:
         help="a Host header name to accept besides the loopback names (repeatable)",
     )
     parser.add_argument(
+        "--no-websocket",
+        dest="websocket",
+        action="store_false",
+        help="do not serve WebSocket on the HTTP port (handshakes get 403)",
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser Origin allowed to open a WebSocket, e.g. https://app.example.com "
+        "(repeatable; none by default, so browsers are refused)",
+    )
+    parser.add_argument(
         "--grace", type=float, default=10.0, help="seconds in-flight calls get on shutdown"
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
@@ -46,7 +61,13 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    app = build_app(args.target, keys=args.keys, hosts=args.allow_host)
+    app = build_app(
+        args.target,
+        keys=args.keys,
+        hosts=args.allow_host,
+        websocket=args.websocket,
+        allow_origins=args.allow_origin,
+    )
     if args.workers > 1:
         run_workers(
             app.rpc,
@@ -59,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
             allowed_hosts=args.allow_host,
             grace=args.grace,
             log_level=args.log_level,
+            websocket=args.websocket,
+            allow_origins=args.allow_origin,
         )
         return 0
     serve(
@@ -71,5 +94,7 @@ def run(args: argparse.Namespace) -> int:
         allowed_hosts=args.allow_host,
         grace=args.grace,
         log_level=args.log_level,
+        websocket=args.websocket,
+        allow_origins=args.allow_origin,
     )
     return 0

@@ -49,14 +49,26 @@ def load_target(spec: str) -> RPCServer:
     return target
 
 
-def build_app(spec: str, *, keys: str | None, hosts: list[str]) -> ASGIApp:
+def build_app(
+    spec: str,
+    *,
+    keys: str | None,
+    hosts: list[str],
+    websocket: bool = True,
+    allow_origins: Iterable[str] = (),
+) -> ASGIApp:
     rpc = load_target(spec)
     if keys is not None:
         try:
             rpc.keyring = Keyring.from_file(keys)
         except ConfigError:
             raise
-    return ASGIApp(rpc, allowed_hosts=DEFAULT_HOSTS | {h.lower() for h in hosts})
+    return ASGIApp(
+        rpc,
+        allowed_hosts=DEFAULT_HOSTS | {h.lower() for h in hosts},
+        websocket=websocket,
+        allow_origins=allow_origins,
+    )
 
 
 def parse_address(value: str) -> tuple[str, int]:
@@ -86,8 +98,11 @@ def serve(
     allowed_hosts: Iterable[str] = (),
     grace: float = 10.0,
     log_level: str = "info",
+    websocket: bool = True,
+    allow_origins: Iterable[str] = (),
 ) -> None:
-    """Serve ``rpc`` over HTTP and/or framed TCP until SIGTERM or Ctrl-C.
+    """Serve ``rpc`` over HTTP (and WebSocket on the same port and path, unless
+    ``websocket=False``) and/or framed TCP until SIGTERM or Ctrl-C.
 
     The same as ``safe-rpc serve``: binding a non-loopback address without a keyring is
     refused, ``Limits`` deadlines hold against slow clients, in-flight calls get ``grace``
@@ -102,12 +117,19 @@ def serve(
     tcp_address = parse_address(tcp) if tcp else None
     for address in (http_address, tcp_address):
         if address is not None:
-            options = _options(rpc, address[0], ssl_certfile, ssl_keyfile, grace, log_level)
+            options = _options(
+                rpc, address[0], ssl_certfile, ssl_keyfile, grace, log_level, websocket
+            )
     tls = None
     if ssl_certfile and ssl_keyfile:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(ssl_certfile, ssl_keyfile)
-    app = ASGIApp(rpc, allowed_hosts=DEFAULT_HOSTS | {h.lower() for h in allowed_hosts})
+    app = ASGIApp(
+        rpc,
+        allowed_hosts=DEFAULT_HOSTS | {h.lower() for h in allowed_hosts},
+        websocket=websocket,
+        allow_origins=allow_origins,
+    )
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal it caught; ending with
     # status 0 tells a supervisor the shutdown was the clean one it asked for.
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -121,6 +143,7 @@ def _options(
     ssl_keyfile: str | None,
     grace: float,
     log_level: str,
+    websocket: bool = True,
 ) -> dict[str, Any]:
     if not is_loopback(host) and rpc.keyring is None:
         # SR-41: an unauthenticated RPC server on a public address is how nodes get robbed.
@@ -134,7 +157,7 @@ def _options(
 
     tls = {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile} if ssl_certfile else {}
     return {
-        **config_options(rpc.limits),
+        **config_options(rpc.limits, websocket=websocket),
         **tls,
         "timeout_graceful_shutdown": max(1, round(grace)),
         "log_level": log_level,
@@ -197,6 +220,9 @@ async def _serve_http(
         await asyncio.sleep(0.02)
     bound = server.servers[0].sockets[0].getsockname()
     print(f"safe_rpc: listening on {scheme}://{host}:{bound[1]}/ auth {auth}", flush=True)
+    if app.websocket is not None:
+        ws = "wss" if scheme == "https" else "ws"
+        print(f"safe_rpc: WebSocket on {ws}://{host}:{bound[1]}/ (same port and path)", flush=True)
     await serving
     return None
 
@@ -213,17 +239,21 @@ def run_workers(
     allowed_hosts: list[str],
     grace: float,
     log_level: str,
+    websocket: bool = True,
+    allow_origins: Iterable[str] = (),
 ) -> None:
     """Serve ``target`` over HTTP in ``workers`` processes (each re-imports it)."""
     import uvicorn
 
     host, port = parse_address(http or "127.0.0.1:8000")
-    options = _options(rpc, host, ssl_certfile, ssl_keyfile, grace, log_level)
+    options = _options(rpc, host, ssl_certfile, ssl_keyfile, grace, log_level, websocket)
     # Each worker process rebuilds the app from these (worker_app below).
     os.environ.update(
         SAFE_RPC_SERVE_TARGET=target,
         SAFE_RPC_SERVE_KEYS=keys or "",
         SAFE_RPC_SERVE_HOSTS=",".join(allowed_hosts),
+        SAFE_RPC_SERVE_WEBSOCKET="1" if websocket else "",
+        SAFE_RPC_SERVE_ORIGINS=" ".join(allow_origins),
     )
     scheme = "https" if ssl_certfile else "http"
     print(f"safe_rpc: {workers} workers on {scheme}://{host}:{port}/ auth {_auth_state(rpc)}")
@@ -247,4 +277,6 @@ def worker_app() -> Any:
         os.environ["SAFE_RPC_SERVE_TARGET"],
         keys=os.environ.get("SAFE_RPC_SERVE_KEYS") or None,
         hosts=[h for h in os.environ.get("SAFE_RPC_SERVE_HOSTS", "").split(",") if h],
+        websocket=bool(os.environ.get("SAFE_RPC_SERVE_WEBSOCKET", "1")),
+        allow_origins=os.environ.get("SAFE_RPC_SERVE_ORIGINS", "").split(),
     )
