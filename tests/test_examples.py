@@ -112,3 +112,20 @@ def test_tcp_tls_service_and_client(tmp_path: Path) -> None:
         )  # fmt: skip
         assert client.returncode == 0, client.stderr
         assert "latest: {'sensor': 'kitchen', 'celsius': 21.5}" in client.stdout
+
+
+def test_prices_service_and_client() -> None:
+    """The streaming price service and its client script work together as documented."""
+    command = [sys.executable, "-m", "examples.prices", "127.0.0.1:0"]
+    with started(command, expect={"http"}, cwd=REPO_ROOT) as server:
+        token = re.search(r"token \(valid 1 hour\): (\S+)", "\n".join(server.output))
+        assert token is not None
+        client = subprocess.run(
+            [sys.executable, "-m", "examples.prices_client", f"ws://127.0.0.1:{server.port}/",
+             "--token", token[1], "--count", "3"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert client.returncode == 0, client.stderr
+        lines = client.stdout.splitlines()
+        assert [line.split()[0] for line in lines[:3]] == ["EURUSD"] * 3
+        assert re.fullmatch(r"trade \d+: dev USDJPY x3", lines[3])
