@@ -4,8 +4,9 @@ subscription items per second to one consumer.
     python benchmarks/websocket.py [--seconds 5] [--items 50000]
 
 Starts ``safe-rpc serve`` (auth on, a valid token; WebSocket on the HTTP port) and measures,
-one after the other, with ``AsyncClient``: sequential calls and 16 concurrent callers on
-each transport (HTTP: one keep-alive connection pool; TCP and WebSocket: one connection);
+one after the other: sequential calls with ``Client``, then sequential calls and 16
+concurrent callers with ``AsyncClient``, on each transport (HTTP: keep-alive; TCP and
+WebSocket: one connection);
 a batch of 100 calls over WebSocket (microseconds per batch, the figure jsonrpsee
 publishes); and a subscription that yields ``--items`` integers as fast as it can, read
 by one consumer (items per second). Prints one Markdown table.
@@ -24,7 +25,7 @@ from pathlib import Path
 
 APPS = Path(__file__).resolve().parent.parent / "tests" / "apps"
 
-from safe_rpc import AsyncClient, Keyring  # noqa: E402
+from safe_rpc import AsyncClient, Client, Keyring  # noqa: E402
 
 
 def start_server(keys: Path) -> tuple[subprocess.Popen[str], int, int]:
@@ -42,6 +43,16 @@ def start_server(keys: Path) -> tuple[subprocess.Popen[str], int, int]:
         for scheme, port in re.findall(r"listening on (\w+)://[^:]+:(\d+)/", line):
             ports[scheme] = int(port)
     return process, ports["http"], ports["tcp"]
+
+
+def sync_rate(url: str, token: str, seconds: float) -> float:
+    with Client(url, token=token) as client:
+        client.add(1, 2)
+        calls, end = 0, time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            assert client.add(1, 2) == 3
+            calls += 1
+    return calls / seconds
 
 
 async def call_rate(url: str, token: str, seconds: float, concurrency: int) -> float:
@@ -105,18 +116,24 @@ def main() -> None:
         rows = []
         try:
             for name, url in urls.items():
+                rate = sync_rate(url, token, args.seconds)
+                rows.append((f"{name}, sequential, sync Client", f"{rate:,.0f} calls/s"))
                 for concurrency in (1, 16):
                     rate = asyncio.run(call_rate(url, token, args.seconds, concurrency))
                     kind = "sequential" if concurrency == 1 else "16 concurrent"
-                    rows.append((f"{name}, {kind}", f"{rate:,.0f} calls/s"))
+                    rows.append((f"{name}, {kind}, AsyncClient", f"{rate:,.0f} calls/s"))
             micros = asyncio.run(batch_micros(urls["WebSocket"], token, args.seconds))
-            rows.append(("WebSocket, batch of 100 calls", f"{micros:,.0f} µs per batch"))
+            rows.append(
+                ("WebSocket, batch of 100 calls, AsyncClient", f"{micros:,.0f} µs per batch")
+            )
             rate = asyncio.run(items_rate(urls["WebSocket"], token, args.items))
-            rows.append(("WebSocket, subscription items to one consumer", f"{rate:,.0f} items/s"))
+            rows.append(
+                ("WebSocket, subscription items to one AsyncClient", f"{rate:,.0f} items/s")
+            )
         finally:
             process.terminate()
             process.wait(20)
-    print("| AsyncClient, transport | measured |\n|---|---|")
+    print("| transport, load, client | measured |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")
 

@@ -37,5 +37,5 @@ def test_adversarial_benchmark_smoke() -> None:
 def test_websocket_benchmark_smoke() -> None:
     """websocket.py measures every row over real connections (a short run)."""
     out = run("benchmarks/websocket.py", "--seconds", "0.2", "--items", "500")
-    assert out.count("\n| ") == 8  # one row per measurement
-    assert "| WebSocket, batch of 100 calls |" in out
+    assert out.count("\n| ") == 11  # one row per measurement
+    assert "| WebSocket, batch of 100 calls, AsyncClient |" in out
