@@ -16,59 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-APPS = Path(__file__).resolve().parent.parent / "tests" / "apps"
+from client_roundtrip import async_rate, start_server, sync_rate
 
-from safe_rpc import AsyncClient, Client, Keyring  # noqa: E402
-
-
-def start_server(keys: Path) -> tuple[subprocess.Popen[str], int, int]:
-    command = [
-        sys.executable, "-m", "safe_rpc", "serve", "ws_bench_app:rpc", "--keys", str(keys),
-        "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--log-level", "warning",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, cwd=APPS, stdout=subprocess.PIPE, text=True)
-    ports: dict[str, int] = {}
-    assert process.stdout is not None
-    while len(ports) < 2:
-        line = process.stdout.readline()
-        if not line:
-            raise SystemExit("server did not start")
-        for scheme, port in re.findall(r"listening on (\w+)://[^:]+:(\d+)/", line):
-            ports[scheme] = int(port)
-    return process, ports["http"], ports["tcp"]
-
-
-def sync_rate(url: str, token: str, seconds: float) -> float:
-    with Client(url, token=token) as client:
-        client.add(1, 2)
-        calls, end = 0, time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            assert client.add(1, 2) == 3
-            calls += 1
-    return calls / seconds
-
-
-async def call_rate(url: str, token: str, seconds: float, concurrency: int) -> float:
-    async with AsyncClient(url, token=token) as client:
-        await client.add(1, 2)  # connect (and authenticate) outside the timing
-        calls = 0
-        end = time.perf_counter() + seconds
-
-        async def worker() -> None:
-            nonlocal calls
-            while time.perf_counter() < end:
-                assert await client.add(1, 2) == 3
-                calls += 1
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return calls / seconds
+from safe_rpc import AsyncClient, Keyring
 
 
 async def batch_micros(url: str, token: str, seconds: float, size: int = 100) -> float:
@@ -107,7 +61,7 @@ def main() -> None:
         ring = Keyring.generate(audience="bench")
         ring.to_file(keys)
         token = ring.issue("bench", ["bench"], ttl=3600)
-        process, http_port, tcp_port = start_server(keys)
+        process, http_port, tcp_port = start_server(keys, "ws_bench_app:rpc")
         urls = {
             "HTTP": f"http://127.0.0.1:{http_port}/",
             "TCP": f"tcp://127.0.0.1:{tcp_port}",
@@ -119,7 +73,7 @@ def main() -> None:
                 rate = sync_rate(url, token, args.seconds)
                 rows.append((f"{name}, sequential, sync Client", f"{rate:,.0f} calls/s"))
                 for concurrency in (1, 16):
-                    rate = asyncio.run(call_rate(url, token, args.seconds, concurrency))
+                    rate = asyncio.run(async_rate(url, token, args.seconds, concurrency))
                     kind = "sequential" if concurrency == 1 else "16 concurrent"
                     rows.append((f"{name}, {kind}, AsyncClient", f"{rate:,.0f} calls/s"))
             micros = asyncio.run(batch_micros(urls["WebSocket"], token, args.seconds))
