@@ -371,8 +371,12 @@ def test_subscription_over_http_is_method_not_found(port: int) -> None:
 
 
 def test_subscription_cap_per_connection(port: int) -> None:
-    """Three subscriptions per connection here; the fourth gets -32009."""
+    """Three subscriptions per connection here; the fourth gets -32009. A subscribe sent
+    as a notification opens nothing (nobody could learn its id)."""
     with session(port) as ws:
+        unheard = {"jsonrpc": "2.0", "method": "ticker", "params": ["S", 5.0]}
+        ws.send(json.dumps([unheard, unheard, unheard, json.loads(ADD)]))
+        assert json.loads(ws.recv(timeout=10)) == [{"jsonrpc": "2.0", "result": 5, "id": "n"}]
         for i in range(3):
             assert "result" in reply(ws, call("ticker", {"symbol": "S", "every": 5.0}, i))
         assert reply(ws, call("ticker", {"symbol": "S"}, 9))["error"]["code"] == -32009

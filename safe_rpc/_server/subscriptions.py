@@ -116,6 +116,8 @@ def _starter(
         session = SESSION.get()
         if session is None:
             raise MethodNotFound()  # plain HTTP, in-process: no connection to stream to
+        if ctx.is_notification:
+            return ""  # nobody would ever learn the id: open nothing
         call_args = list(args)
         if spec.ctx_param is not None:
             if spec.ctx_position is not None:
