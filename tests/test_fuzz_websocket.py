@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from strategies import check_answer, expected_answers, hostile_messages
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
-from ws_support import running_app
+from ws_support import fragments, frame, handshake, read_message, running_app
 
 EXAMPLES = settings(max_examples=60)
 
@@ -77,3 +77,35 @@ def test_websocket_answers_hostile_text_and_refuses_binary(
         assert json.loads(ws.recv(timeout=10)) == json.loads(NORMAL_ANSWER)
     finally:
         ws.close()
+
+
+@EXAMPLES
+@given(hostile_messages(), st.lists(st.integers(0, 400), max_size=8))
+def test_websocket_fragmented_messages_in_any_split(
+    ws_url: str, data: bytes, cuts: list[int]
+) -> None:
+    """A hostile text message split into random fragments on a raw socket (the engine
+    reassembles them): the oracle's answer, then a normal call on the same connection."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        data = data.decode("utf-8", "replace").encode()  # a text frame must be UTF-8
+    port = int(ws_url.rsplit(":", 1)[1].strip("/"))
+    status, sock = handshake(port)
+    with sock:
+        assert status == 101
+        sock.sendall(fragments(data, cuts) + frame(NORMAL))
+        answer: bytes | None = None
+        normal = False
+        want = expected_answers(data) is not None
+        while not normal or (want and answer is None):  # the two answers in either order
+            opcode, payload = read_message(sock)
+            if opcode == 9:  # a keepalive ping: not an answer
+                continue
+            assert opcode == 1
+            if payload == NORMAL_ANSWER and not normal:
+                normal = True
+            else:
+                assert answer is None, "two answers to one message"
+                answer = payload
+        check_answer(data, answer)

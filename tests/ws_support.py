@@ -87,3 +87,34 @@ def call(method: str, params: Any = None, id: Any = 1) -> str:
     if params is not None:
         message["params"] = params
     return json.dumps(message)
+
+
+def fragments(payload: bytes, cuts: list[int]) -> bytes:
+    """``payload`` as one text message split into fragments at ``cuts`` (RFC 6455 5.4)."""
+    points = sorted({c for c in cuts if 0 < c < len(payload)})
+    pieces = [payload[a:b] for a, b in zip([0, *points], [*points, len(payload)], strict=True)]
+    out = b""
+    for i, piece in enumerate(pieces):
+        out += frame(piece, opcode=1 if i == 0 else 0, fin=i == len(pieces) - 1)
+    return out
+
+
+def read_message(sock: socket.socket) -> tuple[int, bytes]:
+    """One unfragmented server frame: (opcode, payload)."""
+
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+
+    first, second = exactly(2)
+    length = second & 0x7F
+    if length == 126:
+        length = int.from_bytes(exactly(2), "big")
+    elif length == 127:
+        length = int.from_bytes(exactly(8), "big")
+    return first & 0x0F, exactly(length)
