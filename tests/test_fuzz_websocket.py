@@ -1,8 +1,8 @@
 """Property tests over WebSocket: random mixes of hostile text messages (malformed JSON,
-mutated requests, corpus files) and binary messages on one connection. Text gets exactly
-the dispatcher oracle's answer and the connection keeps serving; binary closes with 1003
-and a new connection is served at once. (Message splitting is framing-level on
-WebSocket: the engine reassembles fragments, so the mixes are what is left to vary.)"""
+mutated requests, corpus files) and binary messages on one connection, and hostile
+messages split into random fragments (RFC 6455 section 5.4) on a raw socket. Text gets
+exactly the dispatcher oracle's answer and the connection keeps serving; binary closes
+with 1003 and a new connection is served at once."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Final, Protocol
 
 from pydantic_core import to_jsonable_python
@@ -81,7 +81,7 @@ class InProcessEventBus:
             except asyncio.QueueFull:
                 listener.overflowed = True
 
-    async def subscribe(self, channel: str) -> AsyncIterator[bytes]:
+    async def subscribe(self, channel: str) -> AsyncGenerator[bytes, None]:
         listener = _Listener()
         self._listeners.setdefault(channel, set()).add(listener)
         try:
