@@ -438,7 +438,10 @@ class ConnectionCore:
 
     def _fits(self, size: int) -> bool:
         # A connection with nothing waiting may always have one answer queued; one that is
-        # already behind may not go past its own bound or the process's.
+        # already behind may not go past its own bound or the process's (the answers of
+        # calls admitted before reading stopped count too: that is what bounds a peer that
+        # pipelines many large calls and never reads). Raise the per-connection bound for
+        # clients that pipeline several maximal answers on purpose.
         if not self.pending:
             return True
         return (
