@@ -18,12 +18,10 @@ passed in by the driver, so tests can drive it with a fake clock.
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import logging
 import secrets
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 from .._core.context import Context, Principal
 from .._core.errors import (
@@ -34,13 +32,24 @@ from .._core.errors import (
     SlowConsumer,
     Unauthenticated,
 )
-from .._core.json import JSONError, StrictJSON, dumps_strict
+from .._core.json import dumps_strict
 from .._core.logs import log_safe
-from .._core.protocol import AUTH_METHOD, Request, classify, error_object, error_response
+from .._core.protocol import error_object, error_response
+from .actions import (
+    Abort,
+    Action,
+    Close,
+    Dispatch,
+    PendingBudget,
+    StartStream,
+    StopStream,
+    StreamSpec,
+    auth_request,
+    auth_token,
+    maybe_auth_call,
+)
 
 if TYPE_CHECKING:
-    from pydantic import TypeAdapter
-
     from .._server.server import RPCServer
 
 __all__ = [
@@ -62,72 +71,6 @@ logger = logging.getLogger("safe_rpc.connection")
 AUTH_FAILURE_DELAY: Final = 0.2
 #: Subscription ids: 128 random bits, hex (unguessable, so never the only check).
 _ID_BYTES: Final = 16
-# An authentication message is a tiny flat object: tight limits cost nothing legitimate.
-_AUTH_JSON: Final = StrictJSON(max_depth=4, max_object_members=8, max_array_items=8)
-
-
-class StreamSpec(Protocol):
-    """What the core needs of a registered subscription (``_server/subscriptions.py``)."""
-
-    name: str
-    func: Callable[..., Any]
-    item_adapter: TypeAdapter[Any]
-
-
-# -- actions ------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Dispatch:
-    """Run ``data`` through the pipeline for this connection; report ``answer_ready(key)``."""
-
-    key: int
-    data: bytes
-    principal: Principal | None
-    session: Session
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StartStream:
-    """Iterate the subscription's generator; report each item and its end."""
-
-    stream_id: str
-    spec: StreamSpec
-    args: list[Any]
-    kwargs: dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StopStream:
-    """Cancel the subscription's generator (its end was already queued, if due)."""
-
-    stream_id: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Close:
-    """Stop reading, write what is queued, then close (after ``delay`` seconds)."""
-
-    delay: float = 0.0
-    code: int = 1000  # the WebSocket close code (RFC 6455 section 7.4.1)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Abort:
-    """Cut the connection now, without flushing (a peer that does not read)."""
-
-
-Action = Dispatch | StartStream | StopStream | Close | Abort
-
-
-class PendingBudget:
-    """Bytes waiting to be written, summed over every connection of one server process."""
-
-    __slots__ = ("limit", "used")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
 
 
 class Session:
@@ -277,7 +220,7 @@ class ConnectionCore:
         if not self.authenticated:
             self._authenticate(data, first=True)
             return
-        if _maybe_auth_call(data):
+        if maybe_auth_call(data):
             self._authenticate(data, first=False)
             return
         if self.principal is not None and not self._still_valid(self.principal):
@@ -489,12 +432,12 @@ class ConnectionCore:
 
     def _authenticate(self, data: bytes, *, first: bool) -> None:
         limiter = self.rpc.auth_limiter
-        request = _auth_request(data)
+        request = auth_request(data)
         request_id = None if request is None or request.is_notification else request.id
         if limiter.blocked(self.peer):
             self._refuse(RateLimited(), None)
             return
-        token = _auth_token(request)
+        token = auth_token(request)
         try:
             if token is None:
                 raise Unauthenticated()
@@ -535,32 +478,3 @@ class ConnectionCore:
     def _maybe_finish(self) -> None:
         if self._eof and self.inflight == 0 and not self.pending and self.closing is None:
             self._close(Close())
-
-
-def _maybe_auth_call(data: bytes) -> bool:
-    # A cheap look before parsing: only messages that can be the reserved call are parsed.
-    return AUTH_METHOD.encode() in data and _auth_request(data) is not None
-
-
-def _auth_request(data: bytes) -> Request | None:
-    try:
-        message = _AUTH_JSON.loads(data)
-    except JSONError:
-        return None
-    request = classify(message)
-    if type(request) is Request and request.method == AUTH_METHOD:
-        return request
-    return None
-
-
-def _auth_token(request: Request | None) -> str | None:
-    """The token of an ``rpc.authenticate`` call: ``{"token": ...}`` or ``[token]``."""
-    if request is None:
-        return None
-    params = request.params
-    token = None
-    if isinstance(params, dict) and params.keys() == {"token"}:
-        token = params["token"]
-    elif isinstance(params, list) and len(params) == 1:
-        token = params[0]
-    return token if isinstance(token, str) else None

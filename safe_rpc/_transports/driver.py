@@ -25,16 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._core.context import EVENT_SOURCE
 from .._core.errors import RPCError
-from .connection import (
-    SESSION,
-    Abort,
-    Action,
-    Close,
-    ConnectionCore,
-    Dispatch,
-    StartStream,
-    StopStream,
-)
+from .actions import Abort, Action, Close, Dispatch, StartStream, StopStream
+from .connection import SESSION, ConnectionCore
 
 if TYPE_CHECKING:
     from .._server.server import RPCServer
