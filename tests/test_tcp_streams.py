@@ -124,3 +124,43 @@ def test_subscriptions_over_tcp_frames() -> None:
         while "id" not in (message := recv(sock)):
             pass
         assert message == {"jsonrpc": "2.0", "result": True, "id": 5}
+
+
+def write_deadline_server() -> RPCServer:
+    """Bounds so large that only the write deadline (1 s) can end a peer that stops reading."""
+    limits = Limits(
+        write_timeout=1.0, max_pending_bytes_per_connection=256 * 2**20, max_pending_bytes=2**30
+    )
+    rpc = RPCServer(limits=limits)
+
+    @rpc.method(public=True)
+    def blob(size: int) -> str:
+        return "x" * size
+
+    @rpc.method(public=True)
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    return rpc
+
+
+def test_write_deadline_aborts_a_peer_that_stops_reading() -> None:
+    """Two 4 MB answers to a peer that never reads cannot drain: aborted at write_timeout
+    (1 s), not held forever; another client is served meanwhile."""
+    with running_tcp(write_deadline_server()) as (server, port):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        with sock:
+            for i in range(2):
+                send(sock, {"jsonrpc": "2.0", "method": "blob", "params": [FOUR_MB], "id": i})
+            with connect(port) as legit:
+                send(legit, {"jsonrpc": "2.0", "method": "add", "params": [2, 3], "id": 1})
+                assert recv(legit)["result"] == 5
+            time.sleep(0.5)
+            assert server.connections == 1  # still writing to the hog
+            assert server.rpc.pending_budget.used > 0
+            time.sleep(3.0)  # never reading: the deadline, not a drain, must end it
+            assert server.connections == 0
+            assert server.rpc.pending_budget.used == 0
+            assert is_closed(sock, 5.0)

@@ -474,3 +474,34 @@ def test_events_published_reach_subscribers(port: int) -> None:
             {"subscription": sid, "result": "rates up"},
             {"subscription": sid, "result": "rates down"},
         ]
+
+
+def test_sr29_write_deadline_aborts_a_socket_that_stops_reading() -> None:
+    """With pending-bytes bounds too large to matter, a peer that stops reading two 4 MB
+    answers is aborted at write_timeout (1 s) by the write deadline alone."""
+    from safe_rpc import Limits, RPCServer
+
+    limits = Limits(
+        write_timeout=1.0, max_pending_bytes_per_connection=256 * 2**20, max_pending_bytes=2**30
+    )
+    rpc = RPCServer(limits=limits)
+
+    @rpc.method(public=True)
+    def blob(size: int) -> str:
+        return "x" * size
+
+    with running_app(rpc) as (app, port):
+        status, sock = handshake(port)
+        with sock:
+            assert status == 101
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            for i in range(2):
+                sock.sendall(frame(call("blob", [4_000_000], i).encode()))
+            time.sleep(0.5)
+            assert app.websocket is not None
+            assert app.websocket.connections == 1  # still writing to it
+            assert rpc.pending_budget.used > 0
+            time.sleep(3.0)  # never reading: the deadline, not a drain, must end it
+            assert app.websocket.connections == 0
+            assert rpc.pending_budget.used == 0
+            closed_within(sock, 5.0)

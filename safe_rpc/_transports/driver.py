@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +33,23 @@ from .connection import SESSION, ConnectionCore
 if TYPE_CHECKING:
     from .._server.server import RPCServer
 
-__all__ = ["ConnectionDriver"]
+__all__ = ["ConnectionDriver", "hard_abort"]
 
 logger = logging.getLogger("safe_rpc.connection")
+
+
+def hard_abort(transport: asyncio.WriteTransport) -> None:
+    """Cut a connection now and drop what the kernel still holds for it.
+
+    ``transport.abort()`` drops asyncio's buffer, but the kernel would keep trying to
+    deliver its own send buffer (megabytes) to a peer that does not read; a zero linger
+    time makes the close a reset that frees it at once (RFC 9293 section 3.10.7.1, ABORT).
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 class ConnectionDriver:

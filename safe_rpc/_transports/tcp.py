@@ -28,7 +28,7 @@ from .._core.framing import FrameError, FrameReader, encode_frame
 from .._core.json import dumps_strict
 from .._core.protocol import AUTH_METHOD, error_response
 from .connection import ConnectionCore
-from .driver import ConnectionDriver
+from .driver import ConnectionDriver, hard_abort
 
 if TYPE_CHECKING:
     from .._server.server import RPCServer
@@ -168,7 +168,7 @@ class _Connection(ConnectionDriver):
 
     def _abort_transport(self) -> None:
         # abort, not close: close() would wait to flush to a peer that never reads.
-        self.writer.transport.abort()
+        hard_abort(self.writer.transport)
 
     async def _close_transport(self, code: int) -> None:
         self.writer.close()

@@ -22,6 +22,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request
 
 from .._core.limits import Limits
+from .driver import hard_abort
 
 __all__ = ["EXTENSION", "SafeWebSocketProtocol", "websocket_options"]
 
@@ -44,11 +45,11 @@ class SafeWebSocketProtocol(WebSocketsSansIOProtocol):
     def abort(self) -> None:
         """Cut the connection now, without flushing."""
         self.stop_keepalive()
-        self.transport.abort()
+        hard_abort(self.transport)
 
     def keepalive_timeout(self) -> None:
         super().keepalive_timeout()
-        self.transport.abort()  # the peer is not answering: no polite close towards it
+        hard_abort(self.transport)  # the peer is not answering: no polite close towards it
 
 
 def websocket_options(limits: Limits) -> dict[str, Any]:
