@@ -505,3 +505,24 @@ def test_sr29_write_deadline_aborts_a_socket_that_stops_reading() -> None:
             assert app.websocket.connections == 0
             assert rpc.pending_budget.used == 0
             closed_within(sock, 5.0)
+
+
+def test_work_of_a_gone_connection_is_dropped(port: int) -> None:
+    """Four slow calls hold the in-flight cap (reading paused); the peer vanishes: the
+    calls are cancelled at once, not run to their end for nobody."""
+    ws_app.state["running"] = 0
+    status, sock = handshake(port, {"Authorization": f"Bearer {token()}"})
+    assert status == 101
+    for i in range(6):
+        sock.sendall(frame(call("slow", [30.0], i).encode()))
+    deadline = time.monotonic() + 5
+    while ws_app.state["running"] < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ws_app.state["running"] == 4  # the cap: two more wait unread
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()  # a reset: gone without a goodbye
+    deadline = time.monotonic() + 3
+    while ws_app.state["running"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ws_app.state["running"] == 0
+    assert_serves(port)

@@ -154,6 +154,13 @@ class _WebSocket(ConnectionDriver):
         self.asgi_receive = receive
         self.asgi_send = send
         self.engine = engine
+        if engine is not None:
+            engine.on_lost = self._lost
+
+    def _lost(self) -> None:
+        # The peer is gone: drop its work now, even if the reader is paused at a cap.
+        self.core.gone()
+        self._done.set()
 
     async def _receive(self) -> bytes | None:
         message = await self.asgi_receive()

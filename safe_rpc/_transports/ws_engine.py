@@ -16,6 +16,7 @@ compressed frame cannot inflate into a large message.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -30,7 +31,17 @@ EXTENSION = "safe_rpc.websocket"
 
 
 class SafeWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets protocol with ``drained`` and ``abort`` for the app."""
+    """uvicorn's websockets protocol with ``drained``, ``abort`` and ``on_lost`` for the app."""
+
+    #: Called once when the connection is gone, even while the app is not reading (so its
+    #: work can be dropped at once rather than when it next reads or writes).
+    on_lost: Callable[[], None] | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        callback, self.on_lost = self.on_lost, None
+        if callback is not None:
+            callback()
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
