@@ -164,3 +164,33 @@ def test_write_deadline_aborts_a_peer_that_stops_reading() -> None:
             assert server.connections == 0
             assert server.rpc.pending_budget.used == 0
             assert is_closed(sock, 5.0)
+
+
+def test_work_of_a_gone_connection_is_dropped() -> None:
+    """Calls holding the in-flight cap are cancelled as soon as the peer resets."""
+    running = {"now": 0}
+    rpc = RPCServer(limits=Limits(max_inflight_per_connection=2))
+
+    @rpc.method(public=True)
+    async def wait(seconds: float) -> int:
+        running["now"] += 1
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            running["now"] -= 1
+        return 1
+
+    with running_tcp(rpc) as (_, port):
+        sock = connect(port)
+        for i in range(4):
+            send(sock, {"jsonrpc": "2.0", "method": "wait", "params": [20.0], "id": i})
+        deadline = time.monotonic() + 5
+        while running["now"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert running["now"] == 2
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()
+        deadline = time.monotonic() + 3
+        while running["now"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert running["now"] == 0

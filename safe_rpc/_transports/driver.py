@@ -88,12 +88,16 @@ class ConnectionDriver:
     async def _close_transport(self, code: int) -> None:
         raise NotImplementedError
 
+    async def _watch(self) -> None:
+        """Return when the connection is gone (a subclass that can tell overrides this)."""
+
     # -- running --------------------------------------------------------------------------------
 
     async def run(self) -> None:
         self._reader = asyncio.create_task(self._read_loop())
         loops = [self._reader, asyncio.create_task(self._write_loop())]
         loops.append(asyncio.create_task(self._timer_loop()))
+        loops.append(asyncio.create_task(self._watch()))
         try:
             await self._done.wait()
         finally:

@@ -160,6 +160,14 @@ class _Connection(ConnectionDriver):
                 return None
             self.frames.feed(data)
 
+    async def _watch(self) -> None:
+        # Completes when the transport is lost (a reset, or our own close), even while the
+        # reader is paused at a cap: the work of a connection that is gone is dropped now.
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+        self.core.gone()
+        self._done.set()
+
     async def _send(self, data: bytes) -> None:
         if self.writer.is_closing():
             raise ConnectionError("closed")
