@@ -8,7 +8,8 @@ Three loops per connection, all woken by one event after every change of the cor
   and while answers are not drained: back-pressure);
 * the writer writes the core's outbox one message at a time and reports when each one
   drained (the core aborts the connection when that takes longer than ``write_timeout``);
-* the timer calls ``timer_fired`` at the core's next deadline (authenticate, idle, write).
+* the timer calls ``timer_fired`` at the core's next deadline (authenticate, idle, write);
+* a watcher ends everything as soon as the transport is lost, even while reading is paused.
 
 Each ``Dispatch`` runs in its own task under ``RPCServer.dispatch_async`` with the session
 in a context variable; each subscription runs in its own task. When the connection ends,
