@@ -67,6 +67,10 @@ class ConnectionDriver:
         self.core = core
         self.loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
+        # The timer sleeps until its deadline and is woken only by a change that brings a
+        # deadline earlier (not by every message: that would cost a task switch each).
+        self._timer_wake = asyncio.Event()
+        self._timer_at: float | None = None
         self._done = asyncio.Event()
         self._work: set[asyncio.Task[None]] = set()
         self._streams: dict[str, asyncio.Task[None]] = {}
@@ -117,6 +121,12 @@ class ConnectionDriver:
         for action in self.core.take_actions():
             self._carry_out(action)
         self._changed.set()
+        self._check_timer()
+
+    def _check_timer(self) -> None:
+        deadline = self.core.deadline()
+        if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
+            self._timer_wake.set()
 
     def _carry_out(self, action: Action) -> None:
         if isinstance(action, Dispatch):
@@ -177,7 +187,7 @@ class ConnectionDriver:
             data = core.next_write(self._now())
             if data is None:
                 continue
-            self._changed.set()  # the timer now watches the write deadline
+            self._check_timer()  # the write deadline starts now
             try:
                 await self._send(data)
             except (ConnectionError, OSError, RuntimeError) as exc:
@@ -191,16 +201,16 @@ class ConnectionDriver:
     async def _timer_loop(self) -> None:
         core = self.core
         while True:
-            deadline = core.deadline()
-            self._changed.clear()
+            self._timer_at = deadline = core.deadline()
+            self._timer_wake.clear()
             if deadline is None:
-                await self._changed.wait()
+                await self._timer_wake.wait()
                 continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, deadline - self._now())):
-                    await self._changed.wait()
+                    await self._timer_wake.wait()
             if self._now() >= deadline:
-                core.timer_fired(self._now())
+                core.timer_fired(self._now())  # it re-checks: the deadline may have moved
                 self._apply()
 
     async def _closing(self, close: Close) -> None:
