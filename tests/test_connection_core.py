@@ -191,3 +191,21 @@ def test_gone_drops_everything() -> None:
     c.answer_ready(d.key, b"late", 0.0)  # work for a connection that is gone: dropped
     assert budget.used == 0
     assert c.next_write(0.0) is None
+
+
+def test_items_queued_before_the_end_still_go_out_first() -> None:
+    """A generator that ends (or fails) by itself: its queued items, then the end."""
+    c = core()
+    stream = open_stream(c)
+    c.item_ready(stream, 1, 0.0)
+    c.item_ready(stream, 2, 0.0)
+    c.stream_ended(stream, None, 0.0)
+    sent = []
+    while batch := c.next_writes(0.0, 1 << 16):
+        sent += [json.loads(data)["params"] for data in batch]
+        c.write_done(0.0)
+    assert sent == [
+        {"subscription": stream, "result": 1},
+        {"subscription": stream, "result": 2},
+        {"subscription": stream, "end": True},
+    ]

@@ -280,23 +280,35 @@ class ConnectionCore:
         if stream is None:
             return
         if error is None:
-            self._end(stream, None)
+            self._end(stream, None, keep_items=True)
         elif isinstance(error, RPCError):
-            self._end(stream, error)
+            self._end(stream, error, keep_items=True)
         else:
-            self._end(stream, self.rpc._internal_error(stream.spec.name, error))
+            self._end(stream, self.rpc._internal_error(stream.spec.name, error), keep_items=True)
 
     def next_write(self, now: float) -> bytes | None:
         """The next message to write (the driver reports ``write_done`` when it drained)."""
+        batch = self.next_writes(now, 0)
+        return batch[0] if batch else None
+
+    def next_writes(self, now: float, max_bytes: int) -> list[bytes]:
+        """The next messages to write together: at least one, then more while they total at
+        most ``max_bytes`` (one system call for many small items). One ``write_done`` for
+        all of them."""
         if self._transit_since is not None or not self._outbox:
-            return None
-        data, stream = self._outbox.popleft()
-        self._queued_bytes -= len(data)
-        if stream is not None:
-            stream.queued -= 1
-        self._transit = len(data)
+            return []
+        batch: list[bytes] = []
+        total = 0
+        while self._outbox and (not batch or total + len(self._outbox[0][0]) <= max_bytes):
+            data, stream = self._outbox.popleft()
+            if stream is not None:
+                stream.queued -= 1
+            batch.append(data)
+            total += len(data)
+        self._queued_bytes -= total
+        self._transit = total
         self._transit_since = now
-        return data
+        return batch
 
     def write_done(self, now: float) -> None:
         self.budget.used -= self._transit
@@ -401,9 +413,12 @@ class ConnectionCore:
         if stream is not None:
             stream.queued += 1
 
-    def _end(self, stream: _Stream, error: RPCError | None) -> None:
-        """Queue the end (or error) notification of ``stream`` and stop its generator."""
-        self._drop(stream)
+    def _end(self, stream: _Stream, error: RPCError | None, *, keep_items: bool = False) -> None:
+        """Queue the end (or error) notification of ``stream`` and stop its generator.
+
+        ``keep_items``: the items already queued still go out first (the generator ended
+        by itself); otherwise they are dropped (slow consumer, a caller no longer valid)."""
+        self._drop(stream, keep_items=keep_items)
         params: dict[str, Any] = {"subscription": stream.id}
         if error is None:
             params["end"] = True
@@ -412,10 +427,10 @@ class ConnectionCore:
         data = dumps_strict({"jsonrpc": "2.0", "method": "rpc.subscription", "params": params})
         self._enqueue(data, None)
 
-    def _drop(self, stream: _Stream) -> None:
-        """Forget ``stream``: its queued items go, its generator is cancelled."""
+    def _drop(self, stream: _Stream, *, keep_items: bool = False) -> None:
+        """Forget ``stream``: its queued items go (unless kept), its generator is cancelled."""
         del self._streams[stream.id]
-        if stream.queued:
+        if stream.queued and not keep_items:
             kept = deque(entry for entry in self._outbox if entry[1] is not stream)
             dropped = sum(len(data) for data, owner in self._outbox if owner is stream)
             self._outbox = kept

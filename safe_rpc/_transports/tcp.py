@@ -169,9 +169,12 @@ class _Connection(ConnectionDriver):
         self._done.set()
 
     async def _send(self, data: bytes) -> None:
+        await self._send_many([data])
+
+    async def _send_many(self, batch: list[bytes]) -> None:
         if self.writer.is_closing():
             raise ConnectionError("closed")
-        self.writer.write(encode_frame(data))
+        self.writer.write(b"".join(encode_frame(data) for data in batch))
         await self.writer.drain()
 
     def _abort_transport(self) -> None:

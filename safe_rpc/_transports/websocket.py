@@ -173,9 +173,15 @@ class _WebSocket(ConnectionDriver):
         return str(text).encode("utf-8", "surrogatepass")
 
     async def _send(self, data: bytes) -> None:
-        await self.asgi_send({"type": "websocket.send", "text": data.decode()})
-        if self.engine is not None:
-            await self.engine.drained()
+        await self._send_many([data])
+
+    async def _send_many(self, batch: list[bytes]) -> None:
+        if self.engine is None:  # another engine: plain ASGI, one message at a time
+            for data in batch:
+                await self.asgi_send({"type": "websocket.send", "text": data.decode()})
+            return
+        await self.engine.send_texts(batch)
+        await self.engine.drained()
 
     def _abort_transport(self) -> None:
         if self.engine is not None:

@@ -19,7 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 from websockets.http11 import Request
 
 from .._core.limits import Limits
@@ -48,6 +50,23 @@ class SafeWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None:  # the app task has not run yet: it will see the extension
             scope["extensions"][EXTENSION] = self
+
+    async def send_texts(self, messages: list[bytes]) -> None:
+        """Send UTF-8 ``messages`` as text frames with one transport write (the ASGI
+        ``websocket.send`` path, minus a decode/encode and a system call per message).
+
+        Raises:
+            ClientDisconnected: the connection is gone or closing.
+        """
+        await self.writable.wait()
+        if self.disconnected or self.close_sent or not self.handshake_complete:
+            raise ClientDisconnected()
+        try:
+            for data in messages:
+                self.conn.send_text(data)
+        except InvalidState:
+            raise ClientDisconnected() from None
+        self.transport.write(b"".join(self.conn.data_to_send()))
 
     async def drained(self) -> None:
         """Return once the transport's buffer is below its low-water mark (or it closed)."""
