@@ -209,3 +209,29 @@ def test_items_queued_before_the_end_still_go_out_first() -> None:
         {"subscription": stream, "result": 2},
         {"subscription": stream, "end": True},
     ]
+
+
+def test_reauthenticating_as_someone_else_ends_the_previous_callers_streams() -> None:
+    """Ids are bound to the principal: a new subject on the connection does not inherit
+    the previous subject's subscriptions (they end with -32001); the same subject keeps
+    them (a token refresh)."""
+    c = core()
+    stream = open_stream(c)
+    same = json.dumps({"jsonrpc": "2.0", "method": "rpc.authenticate",
+                       "params": [ring.issue("alice", [])], "id": 1}).encode()  # fmt: skip
+    c.message_received(same, 0.0)
+    assert c.streams == 1
+    other = json.dumps({"jsonrpc": "2.0", "method": "rpc.authenticate",
+                        "params": [ring.issue("mallory", [])], "id": 2}).encode()  # fmt: skip
+    c.message_received(other, 0.0)
+    assert c.streams == 0
+    assert StopStream(stream) in c.take_actions()
+    sent = []
+    while batch := c.next_writes(0.0, 1 << 16):
+        sent += [json.loads(data) for data in batch]
+        c.write_done(0.0)
+    ended = [m["params"] for m in sent if m.get("method") == "rpc.subscription"]
+    assert ended == [
+        {"subscription": stream, "error": {"code": -32001, "message": "Unauthenticated"}}
+    ]
+    assert sent[-1]["result"]["subject"] == "mallory"
