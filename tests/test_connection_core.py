@@ -235,3 +235,16 @@ def test_reauthenticating_as_someone_else_ends_the_previous_callers_streams() ->
         {"subscription": stream, "error": {"code": -32001, "message": "Unauthenticated"}}
     ]
     assert sent[-1]["result"]["subject"] == "mallory"
+
+
+def test_a_quiet_subscription_is_idle_without_keepalive_pings() -> None:
+    """TCP (no pings): a connection whose only work is a quiet subscription still meets the
+    idle deadline; WebSocket (pings prove the peer alive): it does not."""
+    tcp = core()
+    open_stream(tcp)
+    assert tcp.deadline() == 5.0
+    principal = ring.verify(ring.issue("alice", []))
+    ws = ConnectionCore(rpc, PendingBudget(10_000), peer="p", now=0.0, principal=principal,
+                        keepalive=True)  # fmt: skip
+    open_stream(ws)
+    assert ws.deadline() is None

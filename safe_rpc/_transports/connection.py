@@ -125,6 +125,8 @@ class ConnectionCore:
         peer: the peer address (for the limiter and logs).
         now: the monotonic time the connection opened.
         principal: a caller already authenticated by the handshake (WebSocket).
+        keepalive: the transport pings the peer (WebSocket): a connection whose only work
+            is a quiet subscription is then not idle.
     """
 
     def __init__(
@@ -135,9 +137,13 @@ class ConnectionCore:
         peer: str,
         now: float,
         principal: Principal | None = None,
+        keepalive: bool = False,
     ) -> None:
         self.rpc = rpc
         self.limits = rpc.limits
+        # With keepalive pings (WebSocket) a quiet subscription is a live peer; without
+        # them (TCP) only traffic shows it, so the idle deadline still applies.
+        self.keepalive = keepalive
         self.budget = budget
         self.peer = peer
         self.principal = principal
@@ -199,7 +205,7 @@ class ConnectionCore:
         if self.closing is None and not self.finished:
             if not self.authenticated:
                 times.append(self.opened + limits.tcp_auth_timeout)
-            elif self.inflight == 0 and not self._streams and not self.pending:
+            elif self.inflight == 0 and not self.pending and not (self._streams and self.keepalive):
                 times.append(self.last_activity + limits.tcp_idle_timeout)
         return min(times) if times else None
 

@@ -110,6 +110,7 @@ class WebSocketEndpoint:
                 peer=client,
                 now=_loop_time(),
                 principal=principal,
+                keepalive=extension is not None and self.limits.ws_ping_interval > 0,
             )
             await _WebSocket(self.rpc, core, receive, send, extension).run()
         finally:
