@@ -127,6 +127,7 @@ class ConnectionCore:
         principal: a caller already authenticated by the handshake (WebSocket).
         keepalive: the transport pings the peer (WebSocket): a connection whose only work
             is a quiet subscription is then not idle.
+        transport: its name, for reports (``"tcp"``, ``"websocket"``).
     """
 
     def __init__(
@@ -138,8 +139,10 @@ class ConnectionCore:
         now: float,
         principal: Principal | None = None,
         keepalive: bool = False,
+        transport: str = "tcp",
     ) -> None:
         self.rpc = rpc
+        self.transport = transport
         self.limits = rpc.limits
         # With keepalive pings (WebSocket) a quiet subscription is a live peer; without
         # them (TCP) only traffic shows it, so the idle deadline still applies.
@@ -221,7 +224,8 @@ class ConnectionCore:
             return
         self.last_activity = now
         if len(data) > self.max_message:
-            self._refuse(RequestTooLarge(), None, code=1009)
+            limit = "max_request_bytes" if self.authenticated else "tcp_preauth_frame_bytes"
+            self._refuse(RequestTooLarge(), None, code=1009, limit=limit)
             return
         if not self.authenticated:
             self._authenticate(data, first=True)
@@ -245,7 +249,7 @@ class ConnectionCore:
             return
         created = [s for s in self._streams.values() if s.key == key and not s.started]
         if answer is not None and not self._fits(len(answer)):
-            logger.info("peer %s is not reading its answers; aborting", log_safe(self.peer))
+            self._report("max_pending_bytes")  # this connection's bound or the process's
             self._abort()
             return
         if answer is not None:
@@ -275,7 +279,7 @@ class ConnectionCore:
             self._end(stream, self.rpc._internal_error(stream.spec.name, exc))
             return
         if stream.queued >= self.limits.subscription_queue or not self._fits(len(data)):
-            logger.info("subscriber %s fell behind on %s", log_safe(self.peer), stream.spec.name)
+            self._report("subscription_queue")
             self._end(stream, SlowConsumer())
             return
         self._enqueue(data, stream)
@@ -331,19 +335,20 @@ class ConnectionCore:
             self._transit_since is not None
             and now >= self._transit_since + self.limits.write_timeout
         ):
-            logger.info("peer %s did not drain an answer in time; aborting", log_safe(self.peer))
+            self._report("write_timeout")
             self._abort()
             return
-        logger.info("connection from %s missed a deadline; closing", log_safe(self.peer))
+        self._report("tcp_idle_timeout" if self.authenticated else "tcp_auth_timeout")
         self._close(Close(code=1008 if not self.authenticated else 1000))
 
-    def refuse(self, error: RPCError | None) -> None:
+    def refuse(self, error: RPCError | None, limit: str | None) -> None:
         """A message that cannot be read (a bad frame header, a missed frame deadline): send
-        ``error`` (if any) with id null, then close."""
+        ``error`` (if any) with id null, then close. ``limit``: the Limits field at fault."""
         if error is None:
+            self._report(limit)
             self._close(Close(code=1008))
         else:
-            self._refuse(error, None)
+            self._refuse(error, None, limit=limit)
 
     def eof(self, now: float) -> None:
         """The peer finished sending: answer what is in flight, then close."""
@@ -456,7 +461,7 @@ class ConnectionCore:
         request = auth_request(data)
         request_id = None if request is None or request.is_notification else request.id
         if limiter.blocked(self.peer):
-            self._refuse(RateLimited(), None)
+            self._refuse(RateLimited(), None, limit="auth_failures_per_minute")
             return
         token = auth_token(request)
         try:
@@ -466,6 +471,7 @@ class ConnectionCore:
         except Unauthenticated:
             limiter.record_failure(self.peer)
             if request is not None and request.is_notification:
+                self._report(None)
                 self._close(Close(AUTH_FAILURE_DELAY, 1008))  # no answer to a notification
             else:
                 self._refuse(Unauthenticated(), request_id, delay=AUTH_FAILURE_DELAY)
@@ -481,9 +487,30 @@ class ConnectionCore:
                 dumps_strict({"jsonrpc": "2.0", "result": result, "id": request_id}), None
             )
 
-    def _refuse(self, error: RPCError, id: Any, *, delay: float = 0.0, code: int = 1008) -> None:
-        self._enqueue(dumps_strict(error_response(error, id)), None)
+    def _refuse(
+        self,
+        error: RPCError,
+        id: Any,
+        *,
+        delay: float = 0.0,
+        code: int = 1008,
+        limit: str | None = None,
+    ) -> None:
+        body = dumps_strict(error_response(error, id))
+        self._report(limit, body)
+        self._enqueue(body, None)
         self._close(Close(delay, code))
+
+    def _report(self, limit: str | None, body: bytes | None = None) -> None:
+        """One refusal of this peer: ``limit`` is the Limits field that refused it (None: a
+        failed authentication), ``body`` the answer sent, if any. The one place to report
+        refusals from (the log now; the server's observers can be called from here)."""
+        logger.info(
+            "%s peer %s refused (%s)",
+            self.transport,
+            log_safe(self.peer),
+            limit or "authentication",
+        )
 
     def _close(self, close: Close) -> None:
         if self.closing is None:

@@ -137,7 +137,9 @@ class _Connection(ConnectionDriver):
                 frame = self.frames.next_frame()
             except FrameError as exc:
                 # No resynchronising a byte stream: one error frame, then close.
-                self.core.refuse(RequestTooLarge() if exc.too_large else InvalidRequest())
+                limit = "tcp_preauth_frame_bytes" if not self.core.authenticated else None
+                limit = (limit or "max_request_bytes") if exc.too_large else None
+                self.core.refuse(RequestTooLarge() if exc.too_large else InvalidRequest(), limit)
                 self._apply()
                 return None
             if frame is not None:
@@ -153,7 +155,7 @@ class _Connection(ConnectionDriver):
                         data = await self.reader.read(_READ_CHUNK)
             except TimeoutError:
                 logger.info("tcp connection from %s missed a deadline; closing", self.core.peer)
-                self.core.refuse(None)
+                self.core.refuse(None, "tcp_frame_timeout")
                 self._apply()
                 return None
             if not data:

@@ -111,6 +111,7 @@ class WebSocketEndpoint:
                 now=_loop_time(),
                 principal=principal,
                 keepalive=extension is not None and self.limits.ws_ping_interval > 0,
+                transport="websocket",
             )
             await _WebSocket(self.rpc, core, receive, send, extension).run()
         finally:
