@@ -156,8 +156,17 @@ class _WebSocket(ConnectionDriver):
         self.asgi_receive = receive
         self.asgi_send = send
         self.engine = engine
+        self._limit = rpc.limits.max_request_bytes  # what the engine was configured with
         if engine is not None:
             engine.on_lost = self._lost
+            self._limit_messages()
+
+    def _limit_messages(self) -> None:
+        # The engine enforces the current cap (8 KiB until authenticated) on frame headers,
+        # so an unauthenticated peer cannot make us buffer a 1 MiB message.
+        if self.engine is not None and self.core.max_message != self._limit:
+            self._limit = self.core.max_message
+            self.engine.limit_messages(self._limit)
 
     def _lost(self) -> None:
         # The peer is gone: drop its work now, even if the reader is paused at a cap.
@@ -165,6 +174,7 @@ class _WebSocket(ConnectionDriver):
         self._done.set()
 
     async def _receive(self) -> bytes | None:
+        self._limit_messages()
         message = await self.asgi_receive()
         if message["type"] != "websocket.receive":
             return None  # websocket.disconnect

@@ -68,6 +68,14 @@ class SafeWebSocketProtocol(WebSocketsSansIOProtocol):
             raise ClientDisconnected() from None
         self.transport.write(b"".join(self.conn.data_to_send()))
 
+    def limit_messages(self, size: int) -> None:
+        """Messages larger than ``size`` close the connection with 1009 from their frame
+        headers, before their payload is buffered (the pre-authentication cap)."""
+        if hasattr(self.conn, "max_message_size"):  # recent websockets
+            self.conn.max_message_size = size
+        else:  # older releases kept one attribute (absent from the current type stubs)
+            setattr(self.conn, "max_size", size)  # noqa: B010
+
     async def drained(self) -> None:
         """Return once the transport's buffer is below its low-water mark (or it closed)."""
         await self.writable.wait()
