@@ -126,28 +126,10 @@ def test_subscriptions_over_tcp_frames() -> None:
         assert message == {"jsonrpc": "2.0", "result": True, "id": 5}
 
 
-def write_deadline_server() -> RPCServer:
-    """Bounds so large that only the write deadline (1 s) can end a peer that stops reading."""
-    limits = Limits(
-        write_timeout=1.0, max_pending_bytes_per_connection=256 * 2**20, max_pending_bytes=2**30
-    )
-    rpc = RPCServer(limits=limits)
-
-    @rpc.method(public=True)
-    def blob(size: int) -> str:
-        return "x" * size
-
-    @rpc.method(public=True)
-    def add(a: int, b: int) -> int:
-        return a + b
-
-    return rpc
-
-
 def test_write_deadline_aborts_a_peer_that_stops_reading() -> None:
     """Two 4 MB answers to a peer that never reads cannot drain: aborted at write_timeout
     (1 s), not held forever; another client is served meanwhile."""
-    with running_tcp(write_deadline_server()) as (server, port):
+    with running_tcp(big_app.write_deadline_server()) as (server, port):
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", port))

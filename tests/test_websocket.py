@@ -483,17 +483,9 @@ def test_events_published_reach_subscribers(port: int) -> None:
 def test_sr29_write_deadline_aborts_a_socket_that_stops_reading() -> None:
     """With pending-bytes bounds too large to matter, a peer that stops reading two 4 MB
     answers is aborted at write_timeout (1 s) by the write deadline alone."""
-    from safe_rpc import Limits, RPCServer
+    import big_app
 
-    limits = Limits(
-        write_timeout=1.0, max_pending_bytes_per_connection=256 * 2**20, max_pending_bytes=2**30
-    )
-    rpc = RPCServer(limits=limits)
-
-    @rpc.method(public=True)
-    def blob(size: int) -> str:
-        return "x" * size
-
+    rpc = big_app.write_deadline_server()
     with running_app(rpc) as (app, port):
         status, sock = handshake(port)
         with sock:
