@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -33,6 +33,9 @@ from .._store.admission import Rate, StoreAdmission, parse_rate
 from .._store.base import Store, StoreUnavailable
 from .._store.memory import MemoryStore
 from .._store.revocations import RevocationView
+from .._transports.connection import PendingBudget
+from .events import EventBus, InProcessEventBus, check_channel, decode_events, encode_event
+from .subscriptions import StreamSpec, register_subscription
 
 if TYPE_CHECKING:
     from .._transports.http import ASGIApp
@@ -143,6 +146,12 @@ class RPCServer(Pipeline):
             leeway=lambda: float(getattr(self._keyring, "leeway", 0.0)),
         )
         self.admission = self._checks
+        # Streams (WebSocket, framed TCP): subscriptions, events, and the bytes of answers
+        # waiting to be written across every connection of this process.
+        self._streams: dict[str, StreamSpec] = {}
+        #: Carries ``publish`` to ``ctx.events``; replace it to span processes.
+        self.event_bus: EventBus = InProcessEventBus()
+        self.pending_budget = PendingBudget(self.limits.max_pending_bytes)
 
     def use_store(self, store: Store) -> None:
         """Switch this server (its keyring, quotas, single-use ids and, unless one was
@@ -276,6 +285,44 @@ class RPCServer(Pipeline):
             ConfigError: the lifespan failed at startup (one line naming the exception).
         """
         return running(self, self.lifespan)
+
+    @overload
+    def subscription(self, func: F, /) -> F: ...
+    @overload
+    def subscription(
+        self, /, *, name: str | None = None, scopes: Iterable[str] = (), public: bool = False
+    ) -> Callable[[F], F]: ...
+
+    def subscription(
+        self,
+        func: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        scopes: Iterable[str] = (),
+        public: bool = False,
+    ) -> F | Callable[[F], F]:
+        """Register an async generator function as a subscription (WebSocket, framed TCP).
+
+        ``async def ticker(ctx: Context, symbol: str) -> AsyncIterator[Price]``: params are
+        validated like a method's, the call answers a subscription id, and each item is
+        sent as an ``rpc.subscription`` notification, serialised through the yield type.
+        Over plain HTTP the name answers -32601. Same options as ``method``.
+        """
+
+        def register(f: F) -> F:
+            return register_subscription(self, f, name=name, scopes=scopes, public=public)
+
+        return register(func) if func is not None else register
+
+    async def publish(self, channel: str, item: Any) -> None:
+        """Send ``item`` (JSON-able: models, dataclasses, datetimes work) to every
+        subscription reading ``ctx.events(channel)`` now."""
+        await self.event_bus.publish(check_channel(channel), encode_event(item))
+
+    def event_source(self, channel: str) -> AsyncIterator[Any]:
+        """The items published on ``channel`` (what ``ctx.events`` returns)."""
+        return decode_events(self.event_bus.subscribe(check_channel(channel)), self._json)
 
     @property
     def inflight(self) -> int:
