@@ -16,8 +16,18 @@ from pydantic_core import to_jsonable_python
 
 from .._core.errors import SlowConsumer
 from .._core.json import StrictJSON, dumps_strict
+from .._store.base import Store
+from .._store.redis import RedisStore
 
-__all__ = ["EventBus", "InProcessEventBus", "check_channel", "decode_events", "encode_event"]
+__all__ = [
+    "EventBus",
+    "InProcessEventBus",
+    "StoreEventBus",
+    "bus_for",
+    "check_channel",
+    "decode_events",
+    "encode_event",
+]
 
 #: Channel names: dotted identifiers, as for methods (they may end up as store keys).
 _CHANNEL: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
@@ -95,3 +105,30 @@ class InProcessEventBus:
                 listeners.discard(listener)
                 if not listeners:
                     del self._listeners[channel]
+
+
+class StoreEventBus:
+    """The bus over a store's pub/sub (``RedisStore``: every process on every host).
+
+    Each listener is one subscription on the store; what a listener may be behind is
+    bounded by the connection that reads it (``Limits.subscription_queue``). The store
+    adds its key prefix to the channel, so two services on one Redis stay apart.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        await self.store.publish(channel, data)
+
+    async def subscribe(self, channel: str) -> AsyncGenerator[bytes, None]:
+        async with self.store.subscribe(channel) as items:
+            async for data in items:
+                yield data
+
+
+def bus_for(store: Store) -> EventBus:
+    """The default bus for a server on ``store``: Redis pub/sub for a ``RedisStore``; this
+    process only otherwise (``MemoryStore``, and ``SQLiteStore``, which has no
+    cross-process notification)."""
+    return StoreEventBus(store) if isinstance(store, RedisStore) else InProcessEventBus()

@@ -34,7 +34,15 @@ from .._store.base import Store, StoreUnavailable
 from .._store.memory import MemoryStore
 from .._store.revocations import RevocationView
 from .._transports.connection import PendingBudget
-from .events import EventBus, InProcessEventBus, check_channel, decode_events, encode_event
+from .events import (
+    EventBus,
+    InProcessEventBus,
+    StoreEventBus,
+    bus_for,
+    check_channel,
+    decode_events,
+    encode_event,
+)
 from .subscriptions import StreamSpec, register_subscription
 
 if TYPE_CHECKING:
@@ -149,8 +157,9 @@ class RPCServer(Pipeline):
         # Streams (WebSocket, framed TCP): subscriptions, events, and the bytes of answers
         # waiting to be written across every connection of this process.
         self._streams: dict[str, StreamSpec] = {}
-        #: Carries ``publish`` to ``ctx.events``; replace it to span processes.
-        self.event_bus: EventBus = InProcessEventBus()
+        #: Carries ``publish`` to ``ctx.events``: Redis pub/sub on a ``RedisStore`` (every
+        #: process), else this process only; replace it with any ``EventBus``.
+        self.event_bus: EventBus = bus_for(self.store)
         self.pending_budget = PendingBudget(self.limits.max_pending_bytes)
 
     def use_store(self, store: Store) -> None:
@@ -162,6 +171,8 @@ class RPCServer(Pipeline):
         self.store = store
         self._store_given = True
         self._checks.store = store
+        if isinstance(self.event_bus, InProcessEventBus | StoreEventBus):  # not the user's
+            self.event_bus = bus_for(store)
         if self._default_auth_limiter:
             self.auth_limiter = self._default_limiter()
         self.keyring = self._keyring  # re-attach its revocations
