@@ -29,6 +29,7 @@ from websockets.sync.client import connect as sync_connect
 from .._core.errors import InvalidResponse, TransportError
 from .._core.json import JSONError, StrictJSON
 from ._inbox import Inbox
+from ._transports import _trace_headers
 
 __all__ = ["AsyncWSTransport", "Inbox", "WSTransport"]
 
@@ -121,10 +122,14 @@ class _Router:
 
 
 def _settings(url: str, token: str | None, ssl: Any) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    # The caller's trace (W3C traceparent, when OpenTelemetry is on) goes with the
+    # handshake: the server's records of every call on this connection continue it.
+    headers.update(_trace_headers() or {})
     options: dict[str, Any] = {
         "compression": None,  # no permessage-deflate: nothing to inflate beyond the cap
         "user_agent_header": None,
-        "additional_headers": {"Authorization": f"Bearer {token}"} if token else None,
+        "additional_headers": headers or None,
     }
     if url.lower().startswith("wss://"):
         options["ssl"] = ssl or ssl_module.create_default_context()

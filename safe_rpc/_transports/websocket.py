@@ -28,6 +28,8 @@ from .._core.errors import RateLimited, RPCError, ServerBusy, Unauthenticated
 from .._core.json import dumps_strict
 from .._core.protocol import error_response
 from .._ops.gauges import OPEN_CONNECTIONS
+from .._ops.record import incoming_traceparent
+from .._ops.tracing import valid_traceparent
 from .connection import ConnectionCore
 from .driver import ConnectionDriver
 
@@ -107,6 +109,8 @@ class WebSocketEndpoint:
             await _refuse(scope, send, denied)
             return
         extension = scope.get("extensions", {}).get(_EXTENSION)
+        if self.rpc.ops:  # every call on the connection continues the handshake's trace
+            incoming_traceparent.set(valid_traceparent(headers.get(b"traceparent")))
         self._open[client] += 1
         OPEN_CONNECTIONS["websocket"] += 1
         try:
