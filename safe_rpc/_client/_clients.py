@@ -18,7 +18,7 @@ from .._core.protocol import DISCOVER_METHOD
 from ._inbox import Inbox
 from ._interface import AsyncTransport, Transport, TransportFactory
 from ._protocol import Call, ClientProtocol, Outcome, make_params
-from ._transports import AsyncTCPTransport, TCPTransport
+from ._tcp_streams import AsyncStreamTCPTransport, StreamTCPTransport
 
 __all__ = [
     "AsyncBatch",
@@ -65,16 +65,16 @@ def _async_ws(url: str, **settings: Any) -> AsyncTransport:
 _SYNC: Final[dict[str, TransportFactory[Transport]]] = {
     "http": _http,
     "https": _http,
-    "tcp": TCPTransport,
-    "tls": TCPTransport,
+    "tcp": StreamTCPTransport,
+    "tls": StreamTCPTransport,
     "ws": _ws,
     "wss": _ws,
 }
 _ASYNC: Final[dict[str, TransportFactory[AsyncTransport]]] = {
     "http": _async_http,
     "https": _async_http,
-    "tcp": AsyncTCPTransport,
-    "tls": AsyncTCPTransport,
+    "tcp": AsyncStreamTCPTransport,
+    "tls": AsyncStreamTCPTransport,
     "ws": _async_ws,
     "wss": _async_ws,
 }
@@ -249,7 +249,7 @@ class _ClientBase(Generic[_T]):
 
     def _stream_transport(self) -> Any:
         if not hasattr(self._transport, "next_item"):
-            raise TypeError("subscriptions need a ws:// or wss:// URL")
+            raise TypeError("subscriptions need a ws://, wss://, tcp:// or tls:// URL")
         return self._transport
 
     def _single(
@@ -299,8 +299,9 @@ class Client(_ClientBase[Transport]):
     def subscribe(
         self, method: str, /, *args: Any, queue: int = DEFAULT_SUBSCRIPTION_QUEUE, **kwargs: Any
     ) -> Subscription:
-        """Open a subscription (``ws://``/``wss://`` only); use it as a context manager and
-        iterate it: ``with c.subscribe("ticker", symbol="EURUSD") as sub: for p in sub: ...``.
+        """Open a subscription (``ws://``, ``wss://``, ``tcp://``, ``tls://``); use it as a
+        context manager and iterate it:
+        ``with c.subscribe("ticker", symbol="EURUSD") as sub: for p in sub: ...``.
 
         Leaving the block unsubscribes. ``queue`` bounds the items held on this side: a
         consumer that falls that far behind gets ``SlowConsumer``.
@@ -358,7 +359,7 @@ class AsyncClient(_ClientBase[AsyncTransport]):
     def subscribe(
         self, method: str, /, *args: Any, queue: int = DEFAULT_SUBSCRIPTION_QUEUE, **kwargs: Any
     ) -> AsyncSubscription:
-        """Open a subscription (``ws://``/``wss://`` only):
+        """Open a subscription (``ws://``, ``wss://``, ``tcp://``, ``tls://``):
         ``async with c.subscribe("ticker", symbol="EURUSD") as sub: async for p in sub: ...``.
 
         Leaving the block unsubscribes. ``queue`` bounds the items held on this side: a

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import ssl as ssl_module
 import time
-from typing import Any, Final
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection as AsyncConnection
 from websockets.asyncio.client import connect as async_connect
@@ -27,98 +27,16 @@ from websockets.sync.client import ClientConnection as SyncConnection
 from websockets.sync.client import connect as sync_connect
 
 from .._core.errors import InvalidResponse, TransportError
-from .._core.json import JSONError, StrictJSON
-from ._inbox import Inbox
+from ._inbox import Inbox, Router
 from ._transports import _trace_headers
 
 __all__ = ["AsyncWSTransport", "Inbox", "WSTransport"]
 
-_JSON: Final = StrictJSON(max_depth=64, max_object_members=10_000, max_array_items=100_000)
-_SUBSCRIPTION: Final = "rpc.subscription"
-_ITEM_KEYS: Final = (frozenset({"subscription", "result"}), frozenset({"subscription", "end"}))
 
-
-class _Router:
-    """Sans-I/O routing of incoming messages: answers by request id, items by stream id."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.route: dict[int, int] = {}  # request id -> key of the message it is in
-        self.streams: dict[str, Inbox] = {}
-        self.opening: dict[int, Inbox] = {}  # request id of a subscribe call -> its inbox
-
-    def expect(self, data: bytes, key: int, inbox: Inbox | None = None) -> None:
-        value = _JSON.loads(data)  # our own encoding: always valid
-        for entry in value if type(value) is list else [value]:
-            if "id" in entry:
-                self.route[entry["id"]] = key
-        if inbox is not None:
-            self.opening[key] = inbox
-
-    def forget(self, key: int) -> None:
-        self.opening.pop(key, None)
-        for request_id in [r for r, k in self.route.items() if k == key]:
-            del self.route[request_id]
-
-    def feed(self, message: str | bytes, rebuild: Any) -> int | None:
-        """The key of the call ``message`` answers, or None when it was an item.
-
-        Raises:
-            InvalidResponse: binary, oversized, not strict JSON, or an answer to nothing.
-        """
-        if not isinstance(message, str):
-            raise InvalidResponse("the server sent a binary WebSocket message")
-        raw = message.encode("utf-8", "surrogatepass")
-        if len(raw) > self.cap:
-            raise InvalidResponse("response larger than max_response_bytes")
-        try:
-            value = _JSON.loads(raw)
-        except JSONError:
-            raise InvalidResponse("response is not strict JSON") from None
-        if type(value) is dict and "method" in value:
-            self._item(value, rebuild)
-            return None
-        entries = value if type(value) is list else [value]
-        for entry in entries:
-            request_id = entry.get("id") if type(entry) is dict else None
-            if type(request_id) is int and request_id in self.route:
-                key = self.route[request_id]
-                inbox = self.opening.pop(key, None)
-                result = entry.get("result")
-                if inbox is not None and type(result) is str:
-                    # Registered before the caller resumes: items that follow the answer at
-                    # once land in its inbox, not on the floor.
-                    inbox.id = result
-                    self.streams[result] = inbox
-                return key
-        if len(self.route) and len(set(self.route.values())) == 1:
-            return next(iter(self.route.values()))  # id null (a parse error): the only caller
-        raise InvalidResponse("a response matches no call in flight")
-
-    def _item(self, value: dict[str, Any], rebuild: Any) -> None:
-        params = value.get("params")
-        if (
-            value.keys() != {"jsonrpc", "method", "params"}
-            or value["jsonrpc"] != "2.0"
-            or value["method"] != _SUBSCRIPTION
-            or type(params) is not dict
-            or type(params.get("subscription")) is not str
-            or (params.keys() not in _ITEM_KEYS and params.keys() != {"subscription", "error"})
-            or ("end" in params and params["end"] is not True)
-        ):
-            raise InvalidResponse("a notification that is not an rpc.subscription item")
-        inbox = self.streams.get(params["subscription"])
-        if inbox is None:
-            return  # unsubscribed meanwhile: late items are dropped
-        inbox.put(params, rebuild)
-        if inbox.closed:
-            del self.streams[params["subscription"]]
-
-    def fail_all(self, error: BaseException) -> None:
-        for inbox in [*self.streams.values(), *self.opening.values()]:
-            inbox.fail(error)
-        self.streams.clear()
-        self.opening.clear()
+def _text(message: str | bytes) -> bytes:
+    if not isinstance(message, str):
+        raise InvalidResponse("the server sent a binary WebSocket message")
+    return message.encode("utf-8", "surrogatepass")
 
 
 def _settings(url: str, token: str | None, ssl: Any) -> dict[str, Any]:
@@ -150,7 +68,7 @@ class AsyncWSTransport:
         self._options = _settings(url, token, ssl)
         self._ws: AsyncConnection | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._router = _Router(cap)
+        self._router = Router(cap)
         self._pending: dict[int, asyncio.Future[bytes]] = {}
         self._connecting = asyncio.Lock()
         self.rebuild: Any = None  # set by the client: error object -> exception
@@ -190,11 +108,11 @@ class AsyncWSTransport:
         failure: BaseException = TransportError("the server closed the connection")
         try:
             async for message in ws:
-                raw = message if isinstance(message, str) else None
-                key = self._router.feed(message, self.rebuild)
+                raw = _text(message)
+                key = self._router.feed(raw, self.rebuild)
                 future = self._pending.get(key) if key is not None else None
-                if future is not None and not future.done() and raw is not None:
-                    future.set_result(raw.encode("utf-8", "surrogatepass"))
+                if future is not None and not future.done():
+                    future.set_result(raw)
         except InvalidResponse as exc:
             failure = exc
         except (OSError, WebSocketException):
@@ -220,9 +138,7 @@ class AsyncWSTransport:
         return inbox.items.popleft()
 
     def drop(self, inbox: Inbox) -> None:
-        if inbox.id is not None:
-            self._router.streams.pop(inbox.id, None)
-        inbox.closed = True
+        self._router.drop(inbox)
 
     async def close(self) -> None:
         ws, self._ws = self._ws, None
@@ -245,7 +161,7 @@ class WSTransport:
         self.cap = cap
         self._options = _settings(url, token, ssl)
         self._ws: SyncConnection | None = None
-        self._router = _Router(cap)
+        self._router = Router(cap)
         self.rebuild: Any = None
 
     def send(
@@ -260,9 +176,9 @@ class WSTransport:
             if not expect or key is None:
                 return None
             while True:
-                message = ws.recv(timeout=max(0.0, deadline - time.monotonic()))
-                if self._router.feed(message, self.rebuild) == key:
-                    return str(message).encode("utf-8", "surrogatepass")
+                raw = _text(ws.recv(timeout=max(0.0, deadline - time.monotonic())))
+                if self._router.feed(raw, self.rebuild) == key:
+                    return raw
         except TimeoutError:
             self.close()
             raise TransportError("the call timed out") from None
@@ -298,8 +214,8 @@ class WSTransport:
                 raise TransportError("the connection is closed")
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                message = self._ws.recv(timeout=wait)
-                if self._router.feed(message, self.rebuild) is not None:
+                raw = _text(self._ws.recv(timeout=wait))
+                if self._router.feed(raw, self.rebuild) is not None:
                     raise InvalidResponse("an answer arrived with no call in flight")
             except TimeoutError:
                 raise
@@ -310,9 +226,7 @@ class WSTransport:
         return inbox.items.popleft()
 
     def drop(self, inbox: Inbox) -> None:
-        if inbox.id is not None:
-            self._router.streams.pop(inbox.id, None)
-        inbox.closed = True
+        self._router.drop(inbox)
 
     def _fail(self, error: BaseException) -> None:
         self._router.fail_all(error)
