@@ -55,6 +55,19 @@ class Inbox:
             self.items.clear()
         self._wake()
 
+    async def next_async(self) -> Any:
+        """The next item, waiting for the reader task to put one; StopAsyncIteration at
+        the end, or the error the subscription ended with."""
+        while not self.items:
+            if self.closed:
+                if self.error is not None:
+                    raise self.error
+                raise StopAsyncIteration
+            self.wakeup = self.wakeup or asyncio.Event()
+            self.wakeup.clear()
+            await self.wakeup.wait()
+        return self.items.popleft()
+
     def _wake(self) -> None:
         if self.wakeup is not None:
             self.wakeup.set()

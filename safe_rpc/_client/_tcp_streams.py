@@ -148,15 +148,7 @@ class AsyncStreamTCPTransport(AsyncTCPTransport):
 
     async def next_item(self, inbox: Inbox) -> Any:
         """The next item of ``inbox``; StopAsyncIteration at its end."""
-        while not inbox.items:
-            if inbox.closed:
-                if inbox.error is not None:
-                    raise inbox.error
-                raise StopAsyncIteration
-            inbox.wakeup = inbox.wakeup or asyncio.Event()
-            inbox.wakeup.clear()
-            await inbox.wakeup.wait()
-        return inbox.items.popleft()
+        return await inbox.next_async()
 
     def drop(self, inbox: Inbox) -> None:
         self._router.drop(inbox)
