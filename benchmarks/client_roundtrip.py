@@ -25,9 +25,11 @@ sys.path.insert(0, str(APPS))
 from safe_rpc import AsyncClient, Client, Keyring  # noqa: E402
 
 
-def start_server(keys: Path) -> tuple[subprocess.Popen[str], int, int]:
+def start_server(
+    keys: Path, target: str = "bench_app:rpc"
+) -> tuple[subprocess.Popen[str], int, int]:
     command = [
-        sys.executable, "-m", "safe_rpc", "serve", "bench_app:rpc", "--keys", str(keys),
+        sys.executable, "-m", "safe_rpc", "serve", target, "--keys", str(keys),
         "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--log-level", "warning",
     ]  # fmt: skip
     process = subprocess.Popen(command, cwd=APPS, stdout=subprocess.PIPE, text=True)

@@ -10,7 +10,7 @@ The public API is exactly what this module exports; every other module is privat
 
 from ._auth.limiter import FailedAuthLimiter
 from ._auth.tokens import Keyring
-from ._client import AsyncClient, BatchFuture, Client
+from ._client import AsyncClient, AsyncSubscription, BatchFuture, Client, Subscription
 from ._core.authn import Authenticator
 from ._core.context import Context, Principal
 from ._core.errors import (
@@ -36,6 +36,7 @@ from ._core.errors import (
     ResponseTooLarge,
     RPCError,
     ServerBusy,
+    SlowConsumer,
     TransportError,
     Unauthenticated,
 )
@@ -85,10 +86,12 @@ __all__ = [
     "store_from_url",
     # clients
     "AsyncClient",
+    "AsyncSubscription",
     "BatchFuture",
     "Client",
     "StubError",
     "generate_stubs",
+    "Subscription",
     # errors
     "DEFAULT_ERRORS",
     "AuthError",
@@ -112,6 +115,7 @@ __all__ = [
     "RequestTooLarge",
     "ResponseTooLarge",
     "ServerBusy",
+    "SlowConsumer",
     "TransportError",
     "Unauthenticated",
     # metadata

@@ -40,9 +40,11 @@ FAST = ["--rate", "1000", "--slow-timeout", "1", "--timeout", "5"]
 
 
 @contextmanager
-def safe_rpc_http(**config: Any) -> Iterator[int]:
+def safe_rpc_http(*, websocket: bool = True, **config: Any) -> Iterator[int]:
     rpc = calculator()
-    with running_asgi(ASGIApp(rpc), **config_options(rpc.limits), **config) as (port, _):
+    app = ASGIApp(rpc, websocket=websocket)
+    options = config_options(rpc.limits, websocket=websocket)
+    with running_asgi(app, **options, **config) as (port, _):
         yield port
 
 
@@ -131,14 +133,30 @@ def test_exit_2_on_usage_errors(
 def test_ws_against_a_server_without_websocket_is_a_connection_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """safe_rpc's HTTP server refuses the WebSocket handshake: exit 2, one clear line."""
-    with safe_rpc_http() as port:
+    """safe_rpc's HTTP server with WebSocket off refuses the handshake: exit 2, one line."""
+    with safe_rpc_http(websocket=False) as port:
         status, out, err = run(capsys, f"ws://127.0.0.1:{port}/", *FAST)
         assert main(["call", f"http://127.0.0.1:{port}/", "add", "2", "3"]) == 0  # still serving
     assert status == 2
     assert out == ""
     assert "refused the WebSocket handshake (HTTP 405)" in err
     assert capsys.readouterr().out.strip() == "5"
+
+
+def test_ws_against_safe_rpc_websocket(capsys: pytest.CaptureFixture[str]) -> None:
+    """safe_rpc serves WebSocket on its HTTP port by default: every check passes over ws://.
+    The three non-UTF-8 probes must go as binary messages, which safe_rpc refuses by closing
+    with 1003 (RFC 6455 section 7.4.1: JSON-RPC over WebSocket is text); the audit counts
+    that close as a refusal."""
+    with safe_rpc_http() as port:
+        status, out, err = run(capsys, f"ws://127.0.0.1:{port}/", *FAST)
+        assert main(["call", f"http://127.0.0.1:{port}/", "add", "2", "3"]) == 0  # still serving
+    failed = sorted(line.split()[1] for line in out.splitlines() if line.strip()[:4] == "FAIL")
+    assert failed == [], out + err
+    refused = [line for line in out.splitlines() if "s.invalid-utf8" in line]
+    assert len(refused) == 1, out
+    assert "WebSocket close 1003" in refused[0], out
+    assert status == 0
 
 
 def test_ws_transport_against_a_websocket_server(capsys: pytest.CaptureFixture[str]) -> None:
@@ -178,7 +196,7 @@ def test_https_with_cafile(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     files = {"ssl_certfile": str(tmp_path / "server.pem")}
-    with safe_rpc_http(**files) as port:
+    with safe_rpc_http(ssl_certfile=files["ssl_certfile"]) as port:
         url = f"https://127.0.0.1:{port}/"
         untrusted, _, err = run(capsys, url, "--suite", "conformance", *FAST)
         status, out, _ = run(

@@ -67,3 +67,10 @@ def test_store_benchmark_smoke() -> None:
     out = run("benchmarks/store.py", "--seconds", "0.3", "--rounds", "1")
     assert "| memory |" in out
     assert "| sqlite |" in out
+
+
+def test_websocket_benchmark_smoke() -> None:
+    """websocket.py measures every row over real connections (a short run)."""
+    out = run("benchmarks/websocket.py", "--seconds", "0.2", "--items", "500")
+    assert out.count("\n| ") == 11  # one row per measurement
+    assert "| WebSocket, batch of 100 calls, AsyncClient |" in out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from support import check_response, request
 
-from safe_rpc import Keyring, RegistrationError, RPCError, RPCServer
+from safe_rpc import Context, Keyring, RegistrationError, RPCError, RPCServer
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = ("bank", "calculator", "quickstart", "tcp_tls_service")
@@ -478,3 +478,40 @@ def test_subscription_specs_are_marked_with_their_item_schema() -> None:
     assert method["x-subscription"] is True
     assert method["result"]["schema"] == {"$ref": "#/components/schemas/Point"}
     assert "def ticker" not in generate_stubs(document)
+
+
+class Quote(BaseModel):
+    symbol: str
+    bid: float
+
+
+def test_registered_subscription_is_marked_with_its_item_schema() -> None:
+    """``@rpc.subscription``: listed with ``x-subscription: true``, the item model as its
+    result, params as for a method; the document still validates, stubs still generate."""
+    from safe_rpc import generate_stubs
+
+    rpc = RPCServer()
+
+    @rpc.subscription(public=True)
+    async def quotes(ctx: Context, symbol: str, depth: int = 1) -> AsyncIterator[Quote]:
+        yield Quote(symbol=symbol, bid=1.0)
+
+    @rpc.method(public=True)
+    def ping() -> str:
+        return "pong"
+
+    document = discover(rpc)
+    validate_openrpc(document)
+    by_name = {m["name"]: m for m in document["methods"]}
+    method = by_name["quotes"]
+    assert method["x-subscription"] is True
+    assert method["result"]["schema"] == {"$ref": "#/components/schemas/Quote"}
+    assert set(document["components"]["schemas"]["Quote"]["properties"]) == {"symbol", "bid"}
+    assert [(p["name"], p["required"]) for p in method["params"]] == [
+        ("symbol", True),
+        ("depth", False),
+    ]
+    assert "x-subscription" not in by_name["ping"]
+    stubs = generate_stubs(document)
+    assert "def ping" in stubs
+    assert "def quotes" not in stubs

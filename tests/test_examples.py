@@ -136,3 +136,20 @@ def test_typed_bank_generates_stubs_and_uses_them(tmp_path: Path) -> None:
         "last entry: UUID datetime 100",
         "same entry by id: True",
     ]
+
+
+def test_prices_service_and_client() -> None:
+    """The streaming price service and its client script work together as documented."""
+    command = [sys.executable, "-m", "examples.prices", "127.0.0.1:0"]
+    with started(command, expect={"http"}, cwd=REPO_ROOT) as server:
+        token = re.search(r"token \(valid 1 hour\): (\S+)", "\n".join(server.output))
+        assert token is not None
+        client = subprocess.run(
+            [sys.executable, "-m", "examples.prices_client", f"ws://127.0.0.1:{server.port}/",
+             "--token", token[1], "--count", "3"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert client.returncode == 0, client.stderr
+        lines = client.stdout.splitlines()
+        assert [line.split()[0] for line in lines[:3]] == ["EURUSD"] * 3
+        assert re.fullmatch(r"trade \d+: dev USDJPY x3", lines[3])

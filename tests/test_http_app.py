@@ -174,7 +174,8 @@ def test_client_disconnect_mid_body_is_quiet() -> None:
 
 
 def test_lifespan_and_websocket() -> None:
-    """Lifespan events are acknowledged; a websocket handshake is refused."""
+    """Lifespan events are acknowledged; with WebSocket off, a handshake is refused (it is
+    on by default: tests/test_websocket.py)."""
     sent: list[Any] = []
     events = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
 
@@ -185,7 +186,7 @@ def test_lifespan_and_websocket() -> None:
         sent.append(message)
 
     run(make_app()({"type": "lifespan"}, receive, send))
-    run(make_app()({"type": "websocket"}, receive, send))
+    run(make_app(websocket=False)({"type": "websocket"}, receive, send))
     assert [m["type"] for m in sent] == [
         "lifespan.startup.complete",
         "lifespan.shutdown.complete",

@@ -16,7 +16,8 @@ import safe_rpc
 PACKAGE = Path(safe_rpc.__file__).resolve().parent
 # Loaded only when used: the HTTP engine by serve(), the HTTP client by an http(s) URL,
 # the command line by `safe-rpc` / `python -m safe_rpc`.
-HEAVY = ("uvicorn", "h11", "httpx", "httpcore", "safe_rpc._cli", "safe_rpc.__main__", "jsonschema")
+HEAVY = ("uvicorn", "h11", "httpx", "httpcore", "websockets", "safe_rpc._cli", "safe_rpc.__main__",
+         "jsonschema")  # fmt: skip
 
 
 def _loaded_after(code: str) -> set[str]:

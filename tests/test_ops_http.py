@@ -208,6 +208,32 @@ def test_otel_server_span_continues_the_client_trace(
     assert other.status.status_code == trace.StatusCode.ERROR
 
 
+def test_otel_server_span_continues_the_client_trace_over_websocket(
+    exporter: tuple[InMemorySpanExporter, TracerProvider],
+) -> None:
+    """The WebSocket client sends ``traceparent`` with its handshake; every call on that
+    connection continues the caller's trace."""
+    from ws_support import running_app
+
+    memory, provider = exporter
+    rpc = make_rpc()
+    rpc.add_observer(OpenTelemetry(tracer_provider=provider))
+    tracer = provider.get_tracer("test-client")
+    with running_app(rpc) as (_, port):
+        with (
+            tracer.start_as_current_span("client-op") as parent,
+            Client(f"ws://127.0.0.1:{port}/", token=KEYRING.issue("alice", ["x"])) as client,
+        ):
+            assert client.add(2, 3) == 5
+        client_context = parent.get_span_context()
+    [server] = [s for s in memory.get_finished_spans() if s.name == "add"]
+    assert server.kind == trace.SpanKind.SERVER
+    assert server.context is not None
+    assert server.context.trace_id == client_context.trace_id
+    assert server.parent is not None
+    assert server.parent.span_id == client_context.span_id
+
+
 GOOD_TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 

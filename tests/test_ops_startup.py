@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,7 +164,8 @@ def test_every_option_is_a_flag_an_env_var_and_a_serve_parameter() -> None:
     readme = (APPS.parent.parent / "README.md").read_text(encoding="utf-8")
     cli_only = {"workers"}  # serve() runs one process
     renamed = {"allow_host": "allowed_hosts", "allow_origin": "allowed_origins",
-               "cors_origin": "cors_origins", "trusted_proxy": "trusted_proxies"}  # fmt: skip
+               "cors_origin": "cors_origins", "trusted_proxy": "trusted_proxies",
+               "no_websocket": "websocket"}  # fmt: skip
     for flag, env, *_ in OPTIONS:
         key = flag[2:].replace("-", "_")
         assert f"`{flag}`" in readme
@@ -272,6 +274,11 @@ def test_workers_each_run_the_lifespan_access_log_and_tracing(tmp_path: Path) ->
     process = subprocess.Popen(
         command, cwd=APPS, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    seen: list[str] = []  # read as it comes: the second worker may start after the first
+    stdout = process.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: seen.extend(iter(stdout.readline, "")))
+    reader.start()
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -282,9 +289,15 @@ def test_workers_each_run_the_lifespan_access_log_and_tracing(tmp_path: Path) ->
             except TransportError:
                 assert time.monotonic() < deadline, "workers did not start"
                 time.sleep(0.2)
+        while "".join(seen).count("ops_app: lifespan entered") < 2:
+            assert time.monotonic() < deadline, "the second worker did not start"
+            time.sleep(0.1)
     finally:
         process.terminate()
-        output, _ = process.communicate(timeout=30)
+        process.wait(timeout=30)
+        reader.join(30)
+        stdout.close()
+    output = "".join(seen)
     assert output.count("ops_app: lifespan entered") == 2
     assert output.count("ops_app: lifespan left") == 2
     lines = [json.loads(x) for x in output.splitlines() if x.startswith('{"method"')]

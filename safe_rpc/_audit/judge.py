@@ -103,6 +103,11 @@ def _interpret(reply: Reply) -> Answer:
     if reply.truncated:
         return Answer("oversized", status=status, raw=(reply.body or b"")[:_PAYLOAD_MAX])
     if reply.body is None:
+        if reply.close_code in _WS_REFUSALS:
+            # RFC 6455 section 7.4.1: a WebSocket endpoint refuses data it cannot accept
+            # (1003: a binary message to a text protocol; 1007: text that is not UTF-8)
+            # by closing with these codes: a refusal, not a crash.
+            return Answer("refused", raw=f"WebSocket close {reply.close_code}".encode())
         kind = "crashed" if reply.closed or reply.timed_out else "none"
         return Answer(kind, status=status)
     try:
@@ -124,6 +129,7 @@ def _interpret(reply: Reply) -> Answer:
 
 
 _JSONError: Final = object()
+_WS_REFUSALS: Final = frozenset({1003, 1007})
 
 
 def _is_response(value: Any) -> bool:

@@ -133,6 +133,8 @@ class Reply:
     timed_out: bool = False  # nothing came within the timeout
     truncated: bool = False  # the answer was larger than READ_CAP
     elapsed: float = 0.0
+    #: WebSocket only: the close code the server sent when it closed instead of answering.
+    close_code: int | None = None
 
 
 class Transport:
@@ -269,6 +271,10 @@ class StreamTransport(Transport):
         """One message; None when the connection closed; TimeoutError when nothing came."""
         raise NotImplementedError
 
+    def _close_code(self) -> int | None:
+        """The peer's close code, where the framing has one (WebSocket)."""
+        return None
+
     def exchange(self, data: bytes, *, notification: bool = False) -> Reply:
         self.budget.take()
         started = time.monotonic()
@@ -280,7 +286,7 @@ class StreamTransport(Transport):
                 reply = self._after_marker()
             else:
                 body = self._recv(self.timeout)
-                reply = Reply(body, closed=body is None)
+                reply = Reply(body, closed=body is None, close_code=self._close_code())
         except TimeoutError:
             reply = Reply(None, timed_out=True)
         except _TooBig:
@@ -382,6 +388,7 @@ class WSTransport(StreamTransport):
     def __init__(self, target: Target, budget: Budget, *, token: str | None, timeout: float):
         super().__init__(target, budget, token=token, timeout=timeout)
         self._ws: Any = None
+        self._closed_with: int | None = None
 
     def _connected(self) -> bool:
         return self._ws is not None
@@ -436,11 +443,16 @@ class WSTransport(StreamTransport):
     def _recv(self, timeout: float) -> bytes | None:
         from websockets.exceptions import ConnectionClosed
 
+        self._closed_with = None
         try:
             message = self._ws.recv(timeout=timeout)
-        except ConnectionClosed:
+        except ConnectionClosed as exc:
+            self._closed_with = exc.rcvd.code if exc.rcvd is not None else None
             return None
         return message.encode("utf-8") if isinstance(message, str) else bytes(message)
+
+    def _close_code(self) -> int | None:
+        return self._closed_with
 
     def close(self) -> None:
         if self._ws is not None:

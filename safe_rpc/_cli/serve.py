@@ -90,6 +90,13 @@ OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ),
     ("--otel", "SAFE_RPC_OTEL", "bool", "", "OpenTelemetry server spans (1/true to enable)"),
     (
+        "--no-websocket",
+        "SAFE_RPC_NO_WEBSOCKET",
+        "bool",
+        "",
+        "no WebSocket on the HTTP port (1/true; handshakes refused)",
+    ),
+    (
         "--grace",
         "SAFE_RPC_GRACE",
         "float",
@@ -109,7 +116,8 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 HELP = """\
-Serve the RPCServer found at MODULE:ATTR over HTTP (default 127.0.0.1:8000).
+Serve the RPCServer found at MODULE:ATTR over HTTP (default 127.0.0.1:8000), with
+WebSocket on the same port and path (ws://, or wss:// with a certificate).
 
 Binding an address other than loopback needs a keyring (--keys FILE, or one set on the
 server in code); every limit comes from the server's Limits. Each flag can also be set by
@@ -203,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         ready_path=s["ready_path"],
         access_log=s["access_log"],
         otel=bool(s["otel"]),
+        websocket=not s["no_websocket"],
     )
     if s["workers"] > 1:
         for flag in ("tcp", "metrics"):
@@ -245,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
         access_log=options.access_log,
         metrics=s["metrics"],
         otel=options.otel,
+        websocket=options.websocket,
         grace=s["grace"],
         log_level=s["log_level"],
         store=s["store"],

@@ -6,6 +6,7 @@ rebuilding); they differ only in how bytes move.
 
 from __future__ import annotations
 
+import contextlib
 import ssl as ssl_module
 from collections.abc import Callable
 from types import TracebackType
@@ -14,11 +15,20 @@ from typing import Any, Final, Generic, TypeVar
 from .._core.errors import ConfigError, ErrorRegistry, InvalidResponse, RPCError
 from .._core.limits import Limits
 from .._core.protocol import DISCOVER_METHOD
+from ._inbox import Inbox
 from ._interface import AsyncTransport, Transport, TransportFactory
 from ._protocol import Call, ClientProtocol, Outcome, make_params
-from ._transports import AsyncTCPTransport, TCPTransport
+from ._tcp_streams import AsyncStreamTCPTransport, StreamTCPTransport
 
-__all__ = ["AsyncBatch", "AsyncClient", "BatchFuture", "Client", "SyncBatch"]
+__all__ = [
+    "AsyncBatch",
+    "AsyncClient",
+    "AsyncSubscription",
+    "BatchFuture",
+    "Client",
+    "Subscription",
+    "SyncBatch",
+]
 
 #: The server's own response cap is the client's default: one number for both sides.
 DEFAULT_MAX_RESPONSE: Final = Limits().max_response_bytes
@@ -38,25 +48,46 @@ def _async_http(url: str, **settings: Any) -> AsyncTransport:
     return AsyncHTTPTransport(url, **settings)
 
 
+def _ws(url: str, **settings: Any) -> Transport:
+    # The websockets library loads with the first ws:// client, as httpcore does for HTTP.
+    from ._websocket import WSTransport
+
+    return WSTransport(url, **settings)
+
+
+def _async_ws(url: str, **settings: Any) -> AsyncTransport:
+    from ._websocket import AsyncWSTransport
+
+    return AsyncWSTransport(url, **settings)
+
+
 # URL scheme -> transport; a new transport adds its schemes here.
 _SYNC: Final[dict[str, TransportFactory[Transport]]] = {
     "http": _http,
     "https": _http,
-    "tcp": TCPTransport,
-    "tls": TCPTransport,
+    "tcp": StreamTCPTransport,
+    "tls": StreamTCPTransport,
+    "ws": _ws,
+    "wss": _ws,
 }
 _ASYNC: Final[dict[str, TransportFactory[AsyncTransport]]] = {
     "http": _async_http,
     "https": _async_http,
-    "tcp": AsyncTCPTransport,
-    "tls": AsyncTCPTransport,
+    "tcp": AsyncStreamTCPTransport,
+    "tls": AsyncStreamTCPTransport,
+    "ws": _async_ws,
+    "wss": _async_ws,
 }
+#: Items a subscription may hold on the client before it fails with SlowConsumer.
+DEFAULT_SUBSCRIPTION_QUEUE: Final = 256
 
 
 def _scheme(url: str) -> str:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in _SYNC:
-        raise ConfigError(f"{url!r}: the URL must start with http://, https://, tcp:// or tls://")
+        raise ConfigError(
+            f"{url!r}: the URL must start with http://, https://, tcp://, tls://, ws:// or wss://"
+        )
     return scheme
 
 
@@ -196,6 +227,9 @@ class _ClientBase(Generic[_T]):
         self._transport: _T = self._factory(_scheme(url))(
             url, token=token, timeout=timeout, cap=max_response_bytes, ssl=ssl
         )
+        transport: Any = self._transport
+        if hasattr(transport, "next_item"):  # a transport that carries subscriptions
+            transport.rebuild = self._protocol.rebuild
 
     def _factory(self, scheme: str) -> TransportFactory[_T]:
         raise NotImplementedError
@@ -212,6 +246,11 @@ class _ClientBase(Generic[_T]):
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
+
+    def _stream_transport(self) -> Any:
+        if not hasattr(self._transport, "next_item"):
+            raise TypeError("subscriptions need a ws://, wss://, tcp:// or tls:// URL")
+        return self._transport
 
     def _single(
         self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], notify: bool
@@ -256,6 +295,19 @@ class Client(_ClientBase[Transport]):
         """Send a notification: no answer is expected or read."""
         _, data = self._single(method, args, kwargs, True)
         self._transport.send(data, expect=False, key=None)
+
+    def subscribe(
+        self, method: str, /, *args: Any, queue: int = DEFAULT_SUBSCRIPTION_QUEUE, **kwargs: Any
+    ) -> Subscription:
+        """Open a subscription (``ws://``, ``wss://``, ``tcp://``, ``tls://``); use it as a
+        context manager and iterate it:
+        ``with c.subscribe("ticker", symbol="EURUSD") as sub: for p in sub: ...``.
+
+        Leaving the block unsubscribes. ``queue`` bounds the items held on this side: a
+        consumer that falls that far behind gets ``SlowConsumer``.
+        """
+        transport = self._stream_transport()
+        return Subscription(self, transport, method, make_params(args, kwargs), queue)
 
     def batch(self) -> SyncBatch:
         """Collect calls and send them in one round trip (see the class example)."""
@@ -304,6 +356,18 @@ class AsyncClient(_ClientBase[AsyncTransport]):
         _, data = self._single(method, args, kwargs, True)
         await self._transport.send(data, expect=False, key=None)
 
+    def subscribe(
+        self, method: str, /, *args: Any, queue: int = DEFAULT_SUBSCRIPTION_QUEUE, **kwargs: Any
+    ) -> AsyncSubscription:
+        """Open a subscription (``ws://``, ``wss://``, ``tcp://``, ``tls://``):
+        ``async with c.subscribe("ticker", symbol="EURUSD") as sub: async for p in sub: ...``.
+
+        Leaving the block unsubscribes. ``queue`` bounds the items held on this side: a
+        consumer that falls that far behind gets ``SlowConsumer``.
+        """
+        transport = self._stream_transport()
+        return AsyncSubscription(self, transport, method, make_params(args, kwargs), queue)
+
     def batch(self) -> AsyncBatch:
         """``async with client.batch() as b: f = b.add(1, 2)`` -> one round trip."""
         return AsyncBatch(self._protocol, self._transport)
@@ -318,3 +382,79 @@ class AsyncClient(_ClientBase[AsyncTransport]):
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+class _SubscriptionBase:
+    def __init__(
+        self, client: _ClientBase[Any], transport: Any, method: str, params: Any, queue: int
+    ) -> None:
+        if queue < 1:
+            raise ConfigError("queue must be at least 1")
+        self._client = client
+        self._transport = transport
+        self._inbox = Inbox(queue)
+        self._call = client._protocol.call(method, params)
+        self._data = client._protocol.encode([self._call], batch=False)
+
+    @property
+    def id(self) -> str | None:
+        """The server's id for this subscription (once open)."""
+        return self._inbox.id
+
+    def _opened(self, raw: bytes | None) -> None:
+        subscription_id = _result(
+            self._client._protocol.decode(raw, [self._call], batch=False), self._call
+        )
+        if type(subscription_id) is not str or self._inbox.id != subscription_id:
+            raise InvalidResponse("a subscribe call must answer the subscription id")
+
+
+class Subscription(_SubscriptionBase):
+    """An open subscription on ``Client``: iterate it for items; leave its block to end it."""
+
+    def __enter__(self) -> Subscription:
+        self._opened(
+            self._transport.send(self._data, expect=True, key=self._call.id, inbox=self._inbox)
+        )
+        return self
+
+    def __iter__(self) -> Subscription:
+        return self
+
+    def __next__(self) -> Any:
+        return self._transport.next_item(self._inbox, None)
+
+    def next(self, timeout: float | None = None) -> Any:
+        """The next item, waiting at most ``timeout`` seconds (TimeoutError past it)."""
+        return self._transport.next_item(self._inbox, timeout)
+
+    def __exit__(self, *exc: Any) -> None:
+        still_open = not self._inbox.closed and self._inbox.id is not None
+        self._transport.drop(self._inbox)
+        if still_open:
+            with contextlib.suppress(RPCError):
+                self._client.call("rpc.unsubscribe", self._inbox.id)
+
+
+class AsyncSubscription(_SubscriptionBase):
+    """An open subscription on ``AsyncClient``: ``async for`` its items."""
+
+    async def __aenter__(self) -> AsyncSubscription:
+        raw = await self._transport.send(
+            self._data, expect=True, key=self._call.id, inbox=self._inbox
+        )
+        self._opened(raw)
+        return self
+
+    def __aiter__(self) -> AsyncSubscription:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self._transport.next_item(self._inbox)
+
+    async def __aexit__(self, *exc: Any) -> None:
+        still_open = not self._inbox.closed and self._inbox.id is not None
+        self._transport.drop(self._inbox)
+        if still_open:
+            with contextlib.suppress(RPCError):
+                await self._client.call("rpc.unsubscribe", self._inbox.id)

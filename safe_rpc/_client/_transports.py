@@ -302,6 +302,8 @@ class AsyncTCPTransport(_TCPSettings):
         try:
             while True:
                 raw = await self._read_frame(reader)
+                if self._is_item(raw):
+                    continue
                 key = self._key_of(raw)
                 future = self._pending.get(key) if key is not None else None
                 if future is None:
@@ -318,6 +320,10 @@ class AsyncTCPTransport(_TCPSettings):
                 future.set_exception(failure)
         if self._writer is not None:
             self._writer.close()
+
+    def _is_item(self, raw: bytes) -> bool:
+        """True when ``raw`` was a subscription item, routed already (``_tcp_streams``)."""
+        return False
 
     def _key_of(self, raw: bytes) -> int | None:
         try:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import types
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
-__all__ = ["EMPTY_STATE", "Context", "Principal"]
+__all__ = ["EMPTY_STATE", "EVENT_SOURCE", "Context", "Principal"]
 
 EMPTY_STATE: Final[Mapping[str, Any]] = types.MappingProxyType({})
+
+#: Set by the transport around a running subscription: channel -> async iterator of items.
+#: A context variable, so the pipeline needs no parameter for a feature only streams use.
+EVENT_SOURCE: contextvars.ContextVar[Callable[[str], AsyncIterator[Any]] | None] = (
+    contextvars.ContextVar("safe_rpc_event_source", default=None)
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,7 +54,7 @@ class Context:
         request_id: the JSON-RPC id of this call (None for a notification or ``"id": null``).
         is_notification: True when no response will be sent.
         method: the registered name that was called.
-        transport: ``"inprocess"``, ``"http"`` or ``"tcp"``.
+        transport: ``"inprocess"``, ``"http"``, ``"tcp"`` or ``"websocket"``.
         client: the peer address as the transport saw it, when there is one.
         state: the mapping the server's ``lifespan`` yielded in this process (database
             pools, clients); empty without a lifespan.
@@ -60,3 +67,15 @@ class Context:
     transport: str = "inprocess"
     client: str | None = None
     state: Mapping[str, Any] = dataclasses.field(default_factory=lambda: EMPTY_STATE)
+
+    def events(self, channel: str) -> AsyncIterator[Any]:
+        """The items published on ``channel`` from now on (``await rpc.publish(...)``), as an
+        async iterator; only inside a subscription (``@rpc.subscription``).
+
+        Raises:
+            RuntimeError: called outside a running subscription.
+        """
+        source = EVENT_SOURCE.get()
+        if source is None:
+            raise RuntimeError("ctx.events() works only inside a running @rpc.subscription")
+        return source(channel)

@@ -341,6 +341,15 @@ class BatchTooLarge(LimitExceeded):
     _reserved = True
 
 
+class SlowConsumer(LimitExceeded):
+    """A subscriber fell more than ``Limits.subscription_queue`` items behind; that
+    subscription ended (the connection and its other subscriptions carry on)."""
+
+    code = -32011
+    message = "Slow consumer"
+    _reserved = True
+
+
 class RemoteError(RPCError, register=False):
     """An error response whose code this side has no class for.
 

@@ -140,6 +140,21 @@ class Limits:
     #: How long a process keeps serving private calls on its cached revocations while the
     #: store cannot be read; past it private calls get -32009 until the store is back.
     revocation_max_stale: float = 30.0
+    # -- connections that stay open (framed TCP, WebSocket) ------------------------------------
+    #: Bytes of answers and subscription items waiting to be written on one connection; past
+    #: it the connection is not read (no new request is admitted). Two maximal answers.
+    max_pending_bytes_per_connection: int = 8 * MiB
+    #: The same, summed over every connection of the process: an answer that would push a
+    #: connection already behind past this bound aborts that connection (its work is dropped).
+    max_pending_bytes: int = 64 * MiB
+    #: Subscriptions open at once on one connection; past it a subscribe call gets -32009.
+    max_subscriptions_per_connection: int = 16
+    #: Items a subscriber may be behind before that subscription ends with -32011.
+    subscription_queue: int = 64
+    #: WebSocket keepalive: a ping every this many seconds (the websockets library's 20 s)...
+    ws_ping_interval: float = 20.0
+    #: ...and the connection is closed when its pong does not arrive within this.
+    ws_ping_timeout: float = 20.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -33,6 +33,17 @@ from .._store.admission import Rate, StoreAdmission, parse_rate
 from .._store.base import Store, StoreUnavailable
 from .._store.memory import MemoryStore
 from .._store.revocations import RevocationView
+from .._transports.connection import PendingBudget
+from .events import (
+    EventBus,
+    InProcessEventBus,
+    StoreEventBus,
+    bus_for,
+    check_channel,
+    decode_events,
+    encode_event,
+)
+from .subscriptions import StreamSpec, register_subscription
 from .threads import NOT_RUN, Job, ThreadPool, raised
 
 if TYPE_CHECKING:
@@ -161,6 +172,13 @@ class RPCServer(Pipeline):
             view=self._revocation_view,
             leeway=lambda: float(getattr(self._keyring, "leeway", 0.0)),
         )
+        # Streams (WebSocket, framed TCP): subscriptions, events, and the bytes of answers
+        # waiting to be written across every connection of this process.
+        self._streams: dict[str, StreamSpec] = {}
+        #: Carries ``publish`` to ``ctx.events``: Redis pub/sub on a ``RedisStore`` (every
+        #: process), else this process only; replace it with any ``EventBus``.
+        self.event_bus: EventBus = bus_for(self.store)
+        self.pending_budget = PendingBudget(self.limits.max_pending_bytes)
         self._refresh_fast_path()
 
     def _refresh_fast_path(self) -> None:
@@ -188,7 +206,10 @@ class RPCServer(Pipeline):
         )
         self.admission = checks if needs_admission else None
         self._plain = (
-            type(self)._flow is Pipeline._flow and self._emit is None and self.admission is None
+            type(self)._flow is Pipeline._flow
+            and self._emit is None
+            and self.admission is None
+            and not self._streams
         )
 
     def use_store(self, store: Store) -> None:
@@ -200,6 +221,8 @@ class RPCServer(Pipeline):
         self.store = store
         self._store_given = True
         self._checks.store = store
+        if isinstance(self.event_bus, InProcessEventBus | StoreEventBus):  # not the user's
+            self.event_bus = bus_for(store)
         if self._default_auth_limiter:
             self.auth_limiter = self._default_limiter()
         self.keyring = self._keyring  # re-attach its revocations (and refresh the fast path)
@@ -336,6 +359,46 @@ class RPCServer(Pipeline):
             ConfigError: the lifespan failed at startup (one line naming the exception).
         """
         return running(self, self.lifespan)
+
+    @overload
+    def subscription(self, func: F, /) -> F: ...
+    @overload
+    def subscription(
+        self, /, *, name: str | None = None, scopes: Iterable[str] = (), public: bool = False
+    ) -> Callable[[F], F]: ...
+
+    def subscription(
+        self,
+        func: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        scopes: Iterable[str] = (),
+        public: bool = False,
+    ) -> F | Callable[[F], F]:
+        """Register an async generator function as a subscription (WebSocket, framed TCP).
+
+        ``async def ticker(ctx: Context, symbol: str) -> AsyncIterator[Price]``: params are
+        validated like a method's, the call answers a subscription id, and each item is
+        sent as an ``rpc.subscription`` notification, serialised through the yield type.
+        Over plain HTTP the name answers -32601. Same options as ``method``.
+        """
+
+        def register(f: F) -> F:
+            register_subscription(self, f, name=name, scopes=scopes, public=public)
+            self._refresh_fast_path()  # subscriptions only ever take the general pipeline
+            return f
+
+        return register(func) if func is not None else register
+
+    async def publish(self, channel: str, item: Any) -> None:
+        """Send ``item`` (JSON-able: models, dataclasses, datetimes work) to every
+        subscription reading ``ctx.events(channel)`` now."""
+        await self.event_bus.publish(check_channel(channel), encode_event(item))
+
+    def event_source(self, channel: str) -> AsyncIterator[Any]:
+        """The items published on ``channel`` (what ``ctx.events`` returns)."""
+        return decode_events(self.event_bus.subscribe(check_channel(channel)), self._json)
 
     @property
     def inflight(self) -> int:

@@ -61,6 +61,7 @@ class HTTPOptions:
     ready_path: str | None = "/readyz"
     access_log: AccessLogFormat = "off"
     otel: bool = False
+    websocket: bool = True
 
     def app(self, rpc: RPCServer, readiness: Readiness | None = None) -> ASGIApp:
         try:
@@ -73,6 +74,7 @@ class HTTPOptions:
                 health_path=self.health_path,
                 ready_path=self.ready_path,
                 readiness=readiness,
+                websocket=self.websocket,
             )
         except ValueError as exc:  # a bad proxy address, a '*' origin
             raise ConfigError(str(exc)) from None
@@ -244,8 +246,10 @@ def serve(
     grace: float = 10.0,
     log_level: str = "info",
     store: Store | str | None = None,
+    websocket: bool = True,
 ) -> None:
-    """Serve ``rpc`` over HTTP and/or framed TCP until SIGTERM or Ctrl-C.
+    """Serve ``rpc`` over HTTP (and WebSocket on the same port and path, unless
+    ``websocket=False``) and/or framed TCP until SIGTERM or Ctrl-C.
 
     ``store`` (a ``Store`` or a URL such as ``redis://HOST:6379/0``) replaces the server's
     store; it must answer at startup.
@@ -284,13 +288,16 @@ def serve(
         ready_path=ready_path,
         access_log=access_log,
         otel=otel,
+        websocket=websocket,
     )
     app = options.app(rpc, readiness)
     install_observers(rpc, options)
     # Bind everything before serving anything: a port in use is one line, not a traceback.
     http_socket = bind_socket(*http_address, "HTTP") if http_address else None
     exporter = start_metrics(rpc, metrics)
-    uvicorn_options = engine_options(rpc, ssl_certfile, ssl_keyfile, grace, log_level)
+    uvicorn_options = engine_options(
+        rpc, ssl_certfile, ssl_keyfile, grace, log_level, websocket=websocket
+    )
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal it caught; ending with
     # status 0 tells a supervisor the shutdown was the clean one it asked for.
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -331,12 +338,14 @@ def engine_options(
     ssl_keyfile: str | None,
     grace: float,
     log_level: str,
+    *,
+    websocket: bool = True,
 ) -> dict[str, Any]:
     from .._transports.engine import config_options
 
     tls = {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile} if ssl_certfile else {}
     return {
-        **config_options(rpc.limits),
+        **config_options(rpc.limits, websocket=websocket),
         **tls,
         "timeout_graceful_shutdown": max(1, round(grace)),
         "log_level": log_level,
@@ -418,6 +427,9 @@ async def _serve_http(
             return serving.result()  # startup failed: uvicorn logged why
         await asyncio.sleep(0.02)
     print(f"safe_rpc: listening on {scheme}://{host}:{port}/ auth {auth}", flush=True)
+    if app.websocket is not None:
+        ws = "wss" if scheme == "https" else "ws"
+        print(f"safe_rpc: WebSocket on {ws}://{host}:{port}/ (same port and path)", flush=True)
     await serving
     return None
 
@@ -445,7 +457,9 @@ def run_workers(
     refuse_public_without_keys(rpc, host)
     tls_context(ssl_certfile, ssl_keyfile)  # the same checks as one process: fail here, once
     bind_socket(host, port, "HTTP").close()  # a port in use: one line before any worker starts
-    engine = engine_options(rpc, ssl_certfile, ssl_keyfile, grace, log_level)
+    engine = engine_options(
+        rpc, ssl_certfile, ssl_keyfile, grace, log_level, websocket=options.websocket
+    )
     engine["lifespan"] = "on"  # each worker enters the server's lifespan (ASGIApp events)
     # Each worker process rebuilds the app from these (worker_app below).
     os.environ.update(

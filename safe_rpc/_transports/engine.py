@@ -218,6 +218,14 @@ class DeadlineH11Protocol(H11Protocol):
         # read; the idle peer has had its time.
         self._abort("keep-alive")
 
+    def handle_websocket_upgrade(self, event: Any) -> None:
+        # The connection now belongs to the WebSocket protocol and its own deadlines; this
+        # protocol never sees connection_lost, so it stops counting as an HTTP connection
+        # (the WebSocket endpoint counts it from the accepted handshake on).
+        self._disarm("upgraded")
+        OPEN_CONNECTIONS["http"] -= 1
+        super().handle_websocket_upgrade(event)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm("closed")
         if self._write_deadline is not None:
@@ -258,11 +266,13 @@ class DeadlineH11Protocol(H11Protocol):
         self.transport.abort()
 
 
-def config_options(limits: Limits) -> dict[str, Any]:
+def config_options(limits: Limits, *, websocket: bool = True) -> dict[str, Any]:
     """uvicorn settings shared by the single-process and the multi-worker paths."""
+    from .ws_engine import websocket_options
+
     return {
         "http": DeadlineH11Protocol,
-        "ws": "none",
+        **(websocket_options(limits) if websocket else {"ws": "none"}),
         "lifespan": "off",
         "server_header": False,  # SR-46: no banner
         "proxy_headers": False,  # X-Forwarded-For is read by the app, from trusted proxies only

@@ -36,6 +36,7 @@ from .._core.protocol import error_response
 from .._ops.health import Readiness, is_ready, probe_answer
 from .._ops.record import incoming_traceparent
 from .._ops.tracing import valid_traceparent
+from .websocket import WebSocketEndpoint
 
 if TYPE_CHECKING:
     from .._server.server import RPCServer
@@ -98,7 +99,10 @@ class ASGIApp:
             rate limiting); none by default.
         allowed_origins: when given, a request whose ``Origin`` header is neither in it nor
             in ``cors_origins`` is refused with 403 (requests without ``Origin``, from
-            non-browser clients, are unaffected). Default: no ``Origin`` check.
+            non-browser clients, are unaffected). Default: no ``Origin`` check over HTTP;
+            a WebSocket handshake that carries an ``Origin`` is refused with 403 unless it
+            is listed here, so by default no web page can open one.
+        websocket: serve WebSocket on the same port and path (default on).
         health_path: ``GET`` answers 200 ``ok`` while serving (None turns it off).
         ready_path: ``GET`` answers 200 ``ok`` when ``readiness`` says so and the server is
             not draining, else 503 (None turns it off).
@@ -122,6 +126,7 @@ class ASGIApp:
         health_path: str | None = "/healthz",
         ready_path: str | None = "/readyz",
         readiness: Readiness | None = None,
+        websocket: bool = True,
     ) -> None:
         self.rpc = rpc
         self.limits = rpc.limits
@@ -139,6 +144,17 @@ class ASGIApp:
         self.readiness = readiness
         #: Set when shutdown began (SIGTERM): ``ready_path`` answers 503 from then on.
         self.draining = False
+        #: The WebSocket half on the same port and path (None: handshakes are refused).
+        self.websocket = (
+            WebSocketEndpoint(
+                rpc,
+                host_allowed=self._host_allowed,
+                client_of=self._client,
+                allow_origins=self.allowed_origins or (),
+            )
+            if websocket
+            else None
+        )
 
     def lifespan_context(self) -> contextlib.AbstractAsyncContextManager[None]:
         """The server's lifespan, for a host app's own lifespan to enter (FastAPI, Starlette)."""
@@ -150,6 +166,8 @@ class ASGIApp:
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+        elif kind == "websocket" and self.websocket is not None:
+            await self.websocket(scope, receive, send)
         elif kind == "websocket":  # not served: refuse the handshake
             await send({"type": "websocket.close", "code": 1008})
 

@@ -5,17 +5,14 @@ Per connection (SECURITY.md rows SR-27 to SR-30, SR-40):
 * frames are cut by ``FrameReader`` with the pre-authentication limit (8 KiB) until the
   connection authenticated, the request limit after; a bad header gets one error frame
   and the connection is closed (there is no resynchronising a byte stream);
-* with a keyring, the first frame must call ``rpc.authenticate`` with ``{"token": ...}``;
-  anything else, or a bad token, gets -32001 and a close after a fixed short delay. The
-  principal is re-checked (expiry, revocation) by the dispatcher on every later call, and
-  the client may send ``rpc.authenticate`` again to refresh it. Without a keyring the
-  connection is anonymous and may call public methods only;
-* deadlines: authenticate within ``tcp_auth_timeout`` of connecting, finish a frame within
-  ``tcp_frame_timeout`` of its first byte, send something within ``tcp_idle_timeout``;
-* at most ``max_inflight_per_connection`` calls run at once; while they all run, the
-  connection is not read (back-pressure), and responses are written as calls complete;
-* each response write must drain within ``write_timeout``: a peer that never reads holds at
-  most that many responses in memory, then is cut off (SR-29).
+* a frame must complete within ``tcp_frame_timeout`` of its first byte.
+
+Everything else is the connection core's (``connection.py``), shared with WebSocket:
+authenticate first with ``rpc.authenticate`` (a bad token: -32001 and a close after a
+fixed short delay; as a notification: no answer), the principal re-checked on every call,
+the auth and idle deadlines, the in-flight cap and the pending-bytes bounds (the
+connection is not read while either is reached), the write deadline (a peer that does not
+drain its answers within ``write_timeout`` is aborted, SR-29), and subscriptions.
 """
 
 from __future__ import annotations
@@ -24,22 +21,15 @@ import asyncio
 import contextlib
 import logging
 import ssl as ssl_module
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
-from .._core.context import Principal
-from .._core.errors import (
-    InvalidRequest,
-    RateLimited,
-    RequestTooLarge,
-    RPCError,
-    ServerBusy,
-    Unauthenticated,
-)
+from .._core.errors import InvalidRequest, RequestTooLarge, RPCError, ServerBusy
 from .._core.framing import FrameError, FrameReader, encode_frame
-from .._core.json import JSONError, dumps_strict
-from .._core.limits import AUTH_FRAME_JSON
-from .._core.protocol import AUTH_METHOD, Request, classify, error_response
+from .._core.json import dumps_strict
+from .._core.protocol import AUTH_METHOD, error_response
 from .._ops.gauges import OPEN_CONNECTIONS
+from .connection import ConnectionCore
+from .driver import ConnectionDriver, hard_abort
 
 if TYPE_CHECKING:
     from .._server.server import RPCServer
@@ -48,23 +38,11 @@ __all__ = ["AUTH_METHOD", "TCPServer"]
 
 logger = logging.getLogger("safe_rpc.tcp")
 
-#: The reserved method a connection authenticates with (JSON-RPC 2.0 section 4 reserves
-#: the "rpc." prefix for rpc-internal methods; users cannot register it).
-#: Delay before closing after a failed authentication: slows online guessing (SR-30).
-AUTH_FAILURE_DELAY: Final = 0.2
 _READ_CHUNK: Final = 64 * 1024
 
 
-def _error_body(error: RPCError, id: Any = None) -> bytes:
-    return dumps_strict(error_response(error, id))
-
-
-def _error_frame(error: RPCError, id: Any = None) -> bytes:
-    return encode_frame(_error_body(error, id))
-
-
-class _Close(Exception):
-    """End this connection (after whatever was already written)."""
+def _error_frame(error: RPCError) -> bytes:
+    return encode_frame(dumps_strict(error_response(error, None)))
 
 
 class TCPServer:
@@ -124,6 +102,7 @@ class TCPServer:
         finally:
             OPEN_CONNECTIONS["tcp"] -= 1
             self._connections.discard(task)
+            writer.transport.abort()  # idempotent; close() already ran on a clean end
 
     async def _refuse(self, writer: asyncio.StreamWriter, error: RPCError) -> None:
         with contextlib.suppress(Exception):
@@ -132,174 +111,83 @@ class TCPServer:
         writer.close()
 
 
-class _Connection:
+class _Connection(ConnectionDriver):
+    """One framed connection: frames in, frames out, everything else in the core."""
+
+    transport_name = "tcp"
+
     def __init__(
         self, server: TCPServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        self.rpc = server.rpc
+        peer = writer.get_extra_info("peername")
+        loop = asyncio.get_running_loop()
+        core = ConnectionCore(
+            server.rpc,
+            server.rpc.pending_budget,
+            peer=str(peer[0]) if peer else "unknown",
+            now=loop.time(),
+        )
+        super().__init__(server.rpc, core)
         self.limits = server.limits
         self.reader = reader
         self.writer = writer
-        peer = writer.get_extra_info("peername")
-        self.peer = str(peer[0]) if peer else "unknown"
-        self.anonymous = self.rpc.keyring is None
-        self.principal: Principal | None = None
-        self.frames = FrameReader(
-            self.limits.max_request_bytes if self.anonymous else self.limits.tcp_preauth_frame_bytes
-        )
-        self.slots = asyncio.Semaphore(self.limits.max_inflight_per_connection)
-        self.write_lock = asyncio.Lock()
-        self.calls: set[asyncio.Task[None]] = set()
-        self.broken = False
+        self.frames = FrameReader(core.max_message)
 
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        auth_deadline = loop.time() + self.limits.tcp_auth_timeout
-        try:
-            while not self.broken:
-                frame = await self._next_frame(auth_deadline)
-                if frame is None:
-                    break
-                if self.principal is None and not self.anonymous:
-                    await self._authenticate(frame, first=True)
-                elif _is_auth_call(frame):
-                    await self._authenticate(frame, first=False)
-                else:
-                    await self.slots.acquire()  # at the cap: stop reading (back-pressure)
-                    task = asyncio.create_task(self._call(frame))
-                    self.calls.add(task)
-                    task.add_done_callback(self.calls.discard)
-            if self.calls:
-                await asyncio.gather(*self.calls, return_exceptions=True)
-        except _Close:
-            pass
-        except (ConnectionError, asyncio.IncompleteReadError, ssl_module.SSLError) as exc:
-            logger.debug("tcp connection from %s ended: %s", self.peer, type(exc).__name__)
-        finally:
-            for task in self.calls:
-                task.cancel()
-            self.writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.writer.wait_closed(), 1.0)
-
-    async def _next_frame(self, auth_deadline: float) -> bytes | None:
-        loop = asyncio.get_running_loop()
+    async def _receive(self) -> bytes | None:
         frame_started: float | None = None
         while True:
+            self.frames.max_frame = self.core.max_message  # raised once authenticated
             try:
                 frame = self.frames.next_frame()
             except FrameError as exc:
-                error = RequestTooLarge() if exc.too_large else InvalidRequest()
-                if exc.too_large:
-                    limit = "max_request_bytes" if self.principal or self.anonymous else None
-                    limit = limit or "tcp_preauth_frame_bytes"
-                    self.rpc.ops.refused("tcp", self.peer, _error_body(error), limit)
-                await self._write(_error_frame(error))
-                raise _Close from None
+                # No resynchronising a byte stream: one error frame, then close.
+                limit = "tcp_preauth_frame_bytes" if not self.core.authenticated else None
+                limit = (limit or "max_request_bytes") if exc.too_large else None
+                self.core.refuse(RequestTooLarge() if exc.too_large else InvalidRequest(), limit)
+                self._apply()
+                return None
             if frame is not None:
                 return frame
-            now = loop.time()
             if self.frames.buffered and frame_started is None:
-                frame_started = now
-            # The nearest applicable deadline decides how long this read may wait.
-            limits = []
-            if self.principal is None and not self.anonymous:
-                limits.append(auth_deadline - now)
-            if frame_started is not None:
-                limits.append(frame_started + self.limits.tcp_frame_timeout - now)
-            elif self.calls:  # calls are running: they, not the peer, are what we wait for
-                limits.append(max(self.limits.tcp_idle_timeout, self.limits.call_timeout))
-            else:
-                limits.append(self.limits.tcp_idle_timeout)
+                frame_started = self._now()
             try:
-                async with asyncio.timeout(max(0.0, min(limits))):
+                if frame_started is None:  # between frames: the core's deadlines govern
                     data = await self.reader.read(_READ_CHUNK)
+                else:
+                    remaining = frame_started + self.limits.tcp_frame_timeout - self._now()
+                    async with asyncio.timeout(max(0.0, remaining)):
+                        data = await self.reader.read(_READ_CHUNK)
             except TimeoutError:
-                logger.info("tcp connection from %s missed a deadline; closing", self.peer)
-                raise _Close from None
+                logger.info("tcp connection from %s missed a deadline; closing", self.core.peer)
+                self.core.refuse(None, "tcp_frame_timeout")
+                self._apply()
+                return None
             if not data:
                 return None
             self.frames.feed(data)
 
-    async def _authenticate(self, frame: bytes, *, first: bool) -> None:
-        limiter = self.rpc.auth_limiter
-        if limiter.blocked(self.peer):
-            body = _error_body(RateLimited())
-            self.rpc.ops.refused("tcp", self.peer, body, "auth_failures_per_minute")
-            await self._write(encode_frame(body))
-            raise _Close
-        token, request_id = _auth_params(frame)
-        try:
-            if token is None:
-                raise Unauthenticated()
-            principal = self.rpc.authenticate(token)
-        except Unauthenticated:
-            limiter.record_failure(self.peer)
-            body = _error_body(Unauthenticated(), request_id)
-            self.rpc.ops.refused("tcp", self.peer, body)
-            await asyncio.sleep(AUTH_FAILURE_DELAY)
-            await self._write(encode_frame(body))
-            raise _Close from None
-        self.principal = principal
-        self.frames.max_frame = self.limits.max_request_bytes
-        result = {"subject": principal.subject, "expires_at": principal.expires_at}
-        answer = {"jsonrpc": "2.0", "result": result, "id": request_id}
-        await self._write(encode_frame(dumps_strict(answer)))
+    async def _watch(self) -> None:
+        # Completes when the transport is lost (a reset, or our own close), even while the
+        # reader is paused at a cap: the work of a connection that is gone is dropped now.
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+        self.core.gone()
+        self._done.set()
 
-    async def _call(self, frame: bytes) -> None:
-        try:
-            answer = await self.rpc.dispatch_async(
-                frame, principal=self.principal, transport="tcp", client=self.peer
-            )
-            if answer is not None:
-                await self._write(encode_frame(answer))
-        except _Close:
-            self.broken = True
-        finally:
-            self.slots.release()
+    async def _send(self, data: bytes) -> None:
+        await self._send_many([data])
 
-    async def _write(self, data: bytes) -> None:
-        async with self.write_lock:
-            if self.writer.is_closing():
-                raise _Close
-            self.writer.write(data)
-            try:
-                await asyncio.wait_for(self.writer.drain(), self.limits.write_timeout)
-            except (TimeoutError, ConnectionError):
-                logger.info("tcp peer %s is not reading its responses; closing", self.peer)
-                self.rpc.ops.event("refused", "write_timeout")
-                self.broken = True
-                # abort, not close: close() would wait to flush to a peer that never reads.
-                self.writer.transport.abort()
-                raise _Close from None
+    async def _send_many(self, batch: list[bytes]) -> None:
+        if self.writer.is_closing():
+            raise ConnectionError("closed")
+        self.writer.write(b"".join(encode_frame(data) for data in batch))
+        await self.writer.drain()
 
+    def _abort_transport(self) -> None:
+        # abort, not close: close() would wait to flush to a peer that never reads.
+        hard_abort(self.writer.transport)
 
-def _is_auth_call(frame: bytes) -> bool:
-    # A cheap look before parsing: only frames that can be the reserved call are parsed here.
-    return AUTH_METHOD.encode() in frame and _auth_request(frame) is not None
-
-
-def _auth_request(frame: bytes) -> Request | None:
-    try:
-        message = AUTH_FRAME_JSON.loads(frame)
-    except JSONError:
-        return None
-    request = classify(message)
-    if type(request) is Request and request.method == AUTH_METHOD:
-        return request
-    return None
-
-
-def _auth_params(frame: bytes) -> tuple[str | None, Any]:
-    """The token and id of an ``rpc.authenticate`` call, or (None, id-or-null)."""
-    request = _auth_request(frame)
-    if request is None:
-        return None, None
-    params = request.params
-    token = None
-    if isinstance(params, dict) and params.keys() == {"token"}:
-        token = params["token"]
-    elif isinstance(params, list) and len(params) == 1:
-        token = params[0]
-    request_id = None if request.is_notification else request.id
-    return (token if isinstance(token, str) else None), request_id
+    async def _close_transport(self, code: int) -> None:
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
