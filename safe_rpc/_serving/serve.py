@@ -104,11 +104,14 @@ def attach_store(rpc: RPCServer, store: Store | str | None) -> None:
     """
     if store is None:
         return
+    opened = isinstance(store, str)
     try:
         if isinstance(store, str):
             store = store_from_url(store, timeout=rpc.limits.store_timeout)
         store.ping()
     except StoreUnavailable as exc:
+        if opened and not isinstance(store, str):
+            store.close()  # opened here for nothing: its connection must not leak
         raise ConfigError(
             f"cannot use the store: {exc} (check the --store URL, its password, and that "
             "the store is running)"
