@@ -51,6 +51,7 @@ from collections.abc import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 from redis_support import HINT, RedisServer  # noqa: E402
+from store_support import Handles  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +65,11 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def handles() -> Iterator[Handles]:
+    """Store handles opened by a test, closed at its end."""
+    opened = Handles()
+    yield opened
+    opened.close()

@@ -10,6 +10,7 @@ module runs in seconds; none of the verdicts depends on timing beyond those boun
 from __future__ import annotations
 
 import ssl
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,14 @@ BATCH_ANSWERS = {  # JSON-RPC 2.0 §6: [1] and [1,2,3] get an array of errors
     "c.spec.mixed-batch": "fail",
 }
 
+#: json-rpc parses with the json module and turns only ValueError into -32700. 5,000 nested
+#: objects exceed the C scanner's recursion guard up to Python 3.12 (about 1,000 deep on
+#: 3.11, 1,500 on 3.12): RecursionError escapes as HTTP 500, a fail. CPython 3.13 raised the
+#: C recursion limit to 10,000, so the scanner reaches the truncated end and json-rpc
+#: answers a proper -32700: the server itself behaves correctly there, and the audit says so.
+#: (The 1,000,000-deep '[' input still overflows on 3.13: h.nested-arrays-1m stays a fail.)
+NESTED_OBJECTS_5K = {} if sys.version_info >= (3, 13) else {"h.nested-objects-5k": "fail"}
+
 #: Peer -> check id -> verdict, for every check that does not pass.
 PINNED: dict[str, dict[str, str]] = {
     "json-rpc 1.15.0": {
@@ -66,7 +75,7 @@ PINNED: dict[str, dict[str, str]] = {
         "s.deep-nesting": "fail",
         "h.invalid-params-text": "fail",
         "h.nested-arrays-1m": "fail",
-        "h.nested-objects-5k": "fail",
+        **NESTED_OBJECTS_5K,
         **NO_LIMITS,
     },
     "jsonrpcserver 5.0.9": {

@@ -8,15 +8,15 @@ Each test runs once per backend; "another process" is a second handle on the sam
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from redis_support import RedisServer
-from store_support import BACKENDS, make_store, twin
+from store_support import BACKENDS, Handles
 
 from safe_rpc import ConfigError, RedisStore, SQLiteStore, Store, StoreUnavailable
 from safe_rpc import store_from_url as from_url
@@ -25,21 +25,19 @@ from safe_rpc._store.base import Rule
 
 
 @pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+def store(request: pytest.FixtureRequest, tmp_path: Path, handles: Handles) -> Store:
     redis = request.getfixturevalue("redis_server") if request.param == "redis" else None
-    made = make_store(request.param, tmp_path, redis)
-    yield made
-    made.close()
+    return handles.make(request.param, tmp_path, redis)
 
 
-def test_sr38_revocations_by_kid_jti_and_subject(store: Store) -> None:
+def test_sr38_revocations_by_kid_jti_and_subject(store: Store, handles: Handles) -> None:
     """Each kind is recorded, the version moves, the later time of two wins."""
     assert store.version() == 0
     store.revoke("kid", "k1", None)
     store.revoke("jti", "j1", time.time() + 60)
     store.revoke("sub", "alice", 1000.0)
     store.revoke("sub", "alice", 500.0)  # an earlier cut-off never shortens a later one
-    seen = twin(store).revocations()
+    seen = handles.twin(store).revocations()
     assert seen.version == store.version() >= 4
     assert seen.kids == {"k1"}
     assert set(seen.jtis) == {"j1"}
@@ -86,9 +84,9 @@ def test_rate_counter_is_all_or_nothing(store: Store) -> None:
     assert not store.hit([loose])[0]
 
 
-def test_rate_counter_is_atomic_across_handles(store: Store) -> None:
+def test_rate_counter_is_atomic_across_handles(store: Store, handles: Handles) -> None:
     """Many concurrent deciders on two handles: exactly the limit is admitted."""
-    handles = [store, twin(store)]
+    pair = [store, handles.twin(store)]
     admitted: list[bool] = []
     lock = threading.Lock()
 
@@ -98,16 +96,13 @@ def test_rate_counter_is_atomic_across_handles(store: Store) -> None:
             with lock:
                 admitted.append(ok)
 
-    threads = [threading.Thread(target=worker, args=(handles[i % 2],)) for i in range(4)]
+    threads = [threading.Thread(target=worker, args=(pair[i % 2],)) for i in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert admitted.count(True) == 10
     assert len(admitted) == 40
-    for handle in handles[1:]:
-        if handle is not store:
-            handle.close()
 
 
 def test_rate_counter_async_and_concurrent(store: Store) -> None:
@@ -119,11 +114,11 @@ def test_rate_counter_async_and_concurrent(store: Store) -> None:
     assert asyncio.run(scenario()).count(True) == 5
 
 
-def test_single_use_ids(store: Store) -> None:
+def test_single_use_ids(store: Store, handles: Handles) -> None:
     until = time.time() + 60
     assert store.claim("once:j1", until)
     assert not store.claim("once:j1", until)
-    assert not twin(store).claim("once:j1", until)
+    assert not handles.twin(store).claim("once:j1", until)
     assert store.claim("once:j2", until)
 
     async def scenario() -> tuple[bool, bool]:
@@ -135,9 +130,9 @@ def test_single_use_ids(store: Store) -> None:
     assert asyncio.run(scenario()) == (True, False)
 
 
-def test_sr40_failed_auth_counter_is_shared(store: Store) -> None:
+def test_sr40_failed_auth_counter_is_shared(store: Store, handles: Handles) -> None:
     """Two processes' limiters on one store: the budget of 4 is spent across both."""
-    one, two = StoreAuthLimiter(store, 4), StoreAuthLimiter(twin(store), 4)
+    one, two = StoreAuthLimiter(store, 4), StoreAuthLimiter(handles.twin(store), 4)
     for limiter in (one, two, one):
         limiter.record_failure("10.0.0.9")
     assert not one.blocked("10.0.0.9")
@@ -149,11 +144,11 @@ def test_sr40_failed_auth_counter_is_shared(store: Store) -> None:
     assert not one.blocked("10.0.0.10")
 
 
-def test_event_channels(store: Store) -> None:
+def test_event_channels(store: Store, handles: Handles) -> None:
     """publish reaches every subscriber of the channel, and no one else."""
 
     async def scenario() -> tuple[list[bytes], list[bytes], list[bytes]]:
-        other = twin(store) if isinstance(store, RedisStore) else store
+        other = handles.twin(store) if isinstance(store, RedisStore) else store
         async with (
             store.subscribe("prices") as first,
             other.subscribe("prices") as second,
@@ -184,13 +179,13 @@ def test_event_channel_names_are_checked(store: Store) -> None:
     asyncio.run(scenario())
 
 
-def test_durable_backends_survive_a_restart(store: Store, tmp_path: Path) -> None:
+def test_durable_backends_survive_a_restart(store: Store, tmp_path: Path, handles: Handles) -> None:
     """A new handle opened after the first is gone still sees the revocations."""
     store.revoke("kid", "leaked", None)
     if not store.shared:
         return  # MemoryStore: one process, nothing survives (documented)
     store.close()
-    reopened = twin(store)
+    reopened = handles.twin(store)
     assert "leaked" in reopened.revocations().kids
     reopened.close()
 
@@ -198,10 +193,10 @@ def test_durable_backends_survive_a_restart(store: Store, tmp_path: Path) -> Non
 # -- faults -----------------------------------------------------------------------------------
 
 
-def test_sqlite_locked_file_times_out(tmp_path: Path) -> None:
+def test_sqlite_locked_file_times_out(tmp_path: Path, handles: Handles) -> None:
     """A writer holding the file: the call gives up at the timeout, not later."""
-    store = SQLiteStore(tmp_path / "s.db", timeout=0.3)
-    blocker = SQLiteStore(tmp_path / "s.db")
+    store = handles.keep(SQLiteStore(tmp_path / "s.db", timeout=0.3))
+    blocker = handles.keep(SQLiteStore(tmp_path / "s.db"))
     blocker._db.execute("BEGIN EXCLUSIVE")
     started = time.monotonic()
     with pytest.raises(StoreUnavailable):
@@ -222,6 +217,16 @@ def test_sqlite_locked_file_times_out(tmp_path: Path) -> None:
 def test_sqlite_unopenable_path() -> None:
     with pytest.raises(StoreUnavailable, match="cannot open"):
         SQLiteStore("/nonexistent-dir/state.db")
+
+
+def test_sqlite_file_that_is_not_a_database(tmp_path: Path, handles: Handles) -> None:
+    """Refused with StoreUnavailable, and the connection opened to find out is closed
+    (Python 3.13 reports a collected unclosed one: gc.collect makes it happen here)."""
+    (tmp_path / "junk.db").write_bytes(b"not a database" * 512)
+    with pytest.raises(StoreUnavailable, match="cannot open"):
+        SQLiteStore(tmp_path / "junk.db")
+    gc.collect()
+    assert handles.keep(SQLiteStore(tmp_path / "fine.db")).version() == 0
 
 
 def test_redis_down_then_back(tmp_path: Path, redis_server: RedisServer) -> None:
@@ -295,6 +300,30 @@ def test_redis_wrong_password(tmp_path: Path) -> None:
         bad.close()
     finally:
         locked.stop()
+
+
+def test_redis_async_client_is_closed_with_its_event_loop(
+    redis_server: RedisServer, handles: Handles
+) -> None:
+    """Used under asyncio.run and never aclose()d: the asyncio client's connections are
+    closed when that loop shuts down (on its own loop), not left open for the garbage
+    collector (a ResourceWarning, an error under this suite's warning filters)."""
+    store = handles.keep(RedisStore(redis_server.url, prefix="loop-end:"))
+    watcher = handles.keep(RedisStore(redis_server.url))
+
+    def connected() -> int:
+        info = watcher._call_sync(lambda r: r.info("clients"))
+        return int(info["connected_clients"])
+
+    before = connected()
+    asyncio.run(store.ping_async())
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while connected() != before:  # the server sees the close a moment later
+        assert time.monotonic() < deadline, "the asyncio client's connection is still open"
+        time.sleep(0.02)
+    asyncio.run(store.ping_async())  # a new loop gets a new client
+    store.ping()
 
 
 # -- URLs -------------------------------------------------------------------------------------

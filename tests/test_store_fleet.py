@@ -55,7 +55,8 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def revoke_jti(ring: Keyring, store: str, token: str) -> None:
     principal = ring.verify(token)
-    done = cli("revoke", "--store", store, "--jti", principal.token_id or "",
+    # --jti=ID: a random id can start with "-", which argparse would take for an option.
+    done = cli("revoke", "--store", store, f"--jti={principal.token_id or ''}",
                "--until", str(int(principal.expires_at or 0)))  # fmt: skip
     assert done.returncode == 0, done.stderr
 

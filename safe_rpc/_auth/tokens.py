@@ -286,7 +286,9 @@ class Keyring:
             "scope": " ".join(scope_list),
             "iat": now,
             "exp": now + ttl,
-            "jti": secrets.token_urlsafe(16),  # 128 random bits
+            # 128 random bits in hex: an id never starts with "-", so `safe-rpc revoke --jti ID`
+            # cannot mistake it for an option.
+            "jti": secrets.token_hex(16),
         }
         if once:
             claims["once"] = True

@@ -106,11 +106,14 @@ def attach_store(rpc: RPCServer, store: Store | str | None) -> None:
     """
     if store is None:
         return
+    opened = isinstance(store, str)
     try:
         if isinstance(store, str):
             store = store_from_url(store, timeout=rpc.limits.store_timeout)
         store.ping()
     except StoreUnavailable as exc:
+        if opened and not isinstance(store, str):
+            store.close()  # opened here for nothing: its connection must not leak
         raise ConfigError(
             f"cannot use the store: {exc} (check the --store URL, its password, and that "
             "the store is running)"
@@ -273,28 +276,36 @@ def serve(
     if keys is not None:
         rpc.keyring = Keyring.from_file(keys)
     attach_store(rpc, store)
-    http_address = parse_address(http) if http else None
-    tcp_address = parse_address(tcp) if tcp else None
-    for address in (http_address, tcp_address):
-        if address is not None:
-            refuse_public_without_keys(rpc, address[0])
-    tls = tls_context(ssl_certfile, ssl_keyfile)
-    options = HTTPOptions(
-        allowed_hosts=tuple(allowed_hosts),
-        allowed_origins=None if allowed_origins is None else tuple(allowed_origins),
-        cors_origins=tuple(cors_origins),
-        trusted_proxies=tuple(trusted_proxies),
-        health_path=health_path,
-        ready_path=ready_path,
-        access_log=access_log,
-        otel=otel,
-        websocket=websocket,
-    )
-    app = options.app(rpc, readiness)
-    install_observers(rpc, options)
-    # Bind everything before serving anything: a port in use is one line, not a traceback.
-    http_socket = bind_socket(*http_address, "HTTP") if http_address else None
-    exporter = start_metrics(rpc, metrics)
+    # A store opened here from a URL is closed again when starting fails after it (a port
+    # in use, a bad TLS file): its connection must not outlive this call.
+    opened = rpc.store if isinstance(store, str) else None
+    try:
+        http_address = parse_address(http) if http else None
+        tcp_address = parse_address(tcp) if tcp else None
+        for address in (http_address, tcp_address):
+            if address is not None:
+                refuse_public_without_keys(rpc, address[0])
+        tls = tls_context(ssl_certfile, ssl_keyfile)
+        options = HTTPOptions(
+            allowed_hosts=tuple(allowed_hosts),
+            allowed_origins=None if allowed_origins is None else tuple(allowed_origins),
+            cors_origins=tuple(cors_origins),
+            trusted_proxies=tuple(trusted_proxies),
+            health_path=health_path,
+            ready_path=ready_path,
+            access_log=access_log,
+            otel=otel,
+            websocket=websocket,
+        )
+        app = options.app(rpc, readiness)
+        install_observers(rpc, options)
+        # Bind everything before serving anything: a port in use is one line, not a traceback.
+        http_socket = bind_socket(*http_address, "HTTP") if http_address else None
+        exporter = start_metrics(rpc, metrics)
+    except BaseException:
+        if opened is not None:
+            opened.close()
+        raise
     uvicorn_options = engine_options(
         rpc, ssl_certfile, ssl_keyfile, grace, log_level, websocket=websocket
     )

@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -112,6 +112,7 @@ class RedisStore:
         self.timeout = timeout
         self._async: async_redis.Redis | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._guard: AsyncGenerator[None, None] | None = None
         self._sync: sync_redis.Redis | None = None
         self._keys = {kind: f"{prefix}rev:{kind}" for kind in KINDS}
         self._version_key = f"{prefix}rev:version"
@@ -130,19 +131,25 @@ class RedisStore:
     def _options(self) -> dict[str, Any]:
         return {"socket_timeout": self.timeout, "socket_connect_timeout": self.timeout}
 
-    def _client(self) -> async_redis.Redis:
+    async def _client(self) -> async_redis.Redis:
         import redis.asyncio as async_redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
         loop = asyncio.get_running_loop()
-        if self._async is None or self._loop is not loop:
-            # An asyncio client belongs to the loop it was made in.
-            self._async = async_redis.from_url(
-                self.url, retry=Retry(NoBackoff(), 1), **self._options()
-            )
-            self._loop = loop
-        return self._async
+        if self._async is not None and self._loop is loop:
+            return self._async
+        # An asyncio client belongs to the loop it was made in, and its connections
+        # must be closed there: once the loop is closed they cannot be, and the garbage
+        # collector finds them open (ResourceWarning). The guard is an async generator
+        # started on this loop, so the loop's shutdown_asyncgens() (asyncio.run and
+        # uvicorn call it before closing the loop) finalises it, and it closes the
+        # client, even if aclose() is never called.
+        client = async_redis.from_url(self.url, retry=Retry(NoBackoff(), 1), **self._options())
+        guard = _close_with_loop(client, self.timeout)
+        await anext(guard)  # runs to its yield at once: registered with this loop
+        self._async, self._loop, self._guard = client, loop, guard
+        return client
 
     def _sync_client(self) -> sync_redis.Redis:
         import redis as sync_redis
@@ -160,7 +167,7 @@ class RedisStore:
 
         try:
             async with asyncio.timeout(self.timeout):
-                return await work(self._client())
+                return await work(await self._client())
         except TimeoutError:
             raise StoreUnavailable(
                 f"{self.describe()} did not answer in time", reason="timed out"
@@ -273,7 +280,7 @@ class RedisStore:
 
     @asynccontextmanager
     async def _subscribe(self, name: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        pubsub = self._client().pubsub()
+        pubsub = (await self._client()).pubsub()
         try:
             await self._call(lambda _: pubsub.subscribe(name))
             yield self._listen(pubsub)
@@ -301,10 +308,41 @@ class RedisStore:
             self._sync = None
 
     async def aclose(self) -> None:
+        """Close both clients. The asyncio one is closed on the loop it was made in: this
+        loop, or another thread's loop that still runs (a closed loop's shutdown has
+        already closed it, see ``_client``)."""
         self.close()
-        client, self._async = self._async, None
-        if client is not None and self._loop is asyncio.get_running_loop():
-            await client.aclose()
+        guard, loop = self._guard, self._loop
+        self._async = self._loop = self._guard = None
+        if guard is None or loop is None:
+            return
+        if loop is asyncio.get_running_loop():
+            await guard.aclose()
+        elif loop.is_running():
+            done = asyncio.run_coroutine_threadsafe(_finish(guard), loop)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await asyncio.wrap_future(done)
+            except TimeoutError:
+                done.cancel()
+
+
+async def _close_with_loop(client: async_redis.Redis, timeout: float) -> AsyncGenerator[None, None]:
+    """Closes ``client`` when finalised: by ``RedisStore.aclose`` or, when that was never
+    called, by the loop's ``shutdown_asyncgens()`` before the loop closes."""
+    from redis.exceptions import RedisError
+
+    try:
+        yield
+    finally:
+        # A dead connection is closed all the same: its error says nothing new.
+        with suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(timeout):
+                await client.aclose()
+
+
+async def _finish(guard: AsyncGenerator[None, None]) -> None:
+    await guard.aclose()
 
 
 def _decision(raw: Any) -> tuple[bool, float]:
