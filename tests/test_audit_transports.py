@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 
 import pytest
-from fake_servers import loopback_server
+from fake_servers import loopback_server, read_frame
 
 from safe_rpc._audit.budget import Budget
 from safe_rpc._audit.transports import (
@@ -61,23 +61,6 @@ def _read_head(conn: socket.socket) -> bytes:
 def _reset(conn: socket.socket) -> None:
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     conn.close()
-
-
-def _frame_reader(conn: socket.socket) -> bytes | None:
-    head = b""
-    while len(head) < 4:
-        chunk = conn.recv(4 - len(head))
-        if not chunk:
-            return None
-        head += chunk
-    size = int.from_bytes(head, "big")
-    body = b""
-    while len(body) < size:
-        chunk = conn.recv(size - len(body))
-        if not chunk:
-            return None
-        body += chunk
-    return body
 
 
 def _frame(data: bytes) -> bytes:
@@ -157,7 +140,7 @@ def test_http_empty_message_is_sent_without_a_body() -> None:
 
 def _tcp_server(answer: Callable[[socket.socket, bytes], None]) -> AbstractContextManager[str]:
     def handle(conn: socket.socket, number: int, stop: threading.Event) -> None:
-        while (message := _frame_reader(conn)) is not None:
+        while (message := read_frame(conn)) is not None:
             answer(conn, message)
 
     return loopback_server(handle, http=False)

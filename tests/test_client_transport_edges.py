@@ -15,30 +15,13 @@ from contextlib import AbstractContextManager
 
 import pytest
 import trustme
-from fake_servers import loopback_server
+from fake_servers import loopback_server, read_frame
 
 from safe_rpc import InvalidResponse, TransportError
 from safe_rpc._client._transports import AsyncTCPTransport, TCPTransport, _cause
 from safe_rpc._core.framing import encode_frame
 
 CALL = b'{"jsonrpc":"2.0","method":"add","params":[1,2],"id":1}'
-
-
-def _read_frame(conn: socket.socket) -> bytes | None:
-    data = b""
-    while len(data) < 4:
-        chunk = conn.recv(4 - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    size = int.from_bytes(data, "big")
-    body = b""
-    while len(body) < size:
-        chunk = conn.recv(size - len(body))
-        if not chunk:
-            return None
-        body += chunk
-    return body
 
 
 def _answer(message: bytes, id: object = None) -> bytes:
@@ -62,7 +45,7 @@ def test_sync_transport_over_tls() -> None:
 
     def handle(conn: socket.socket, number: int, stop: threading.Event) -> None:
         with server_context.wrap_socket(conn, server_side=True) as tls:
-            while (message := _read_frame(tls)) is not None:
+            while (message := read_frame(tls)) is not None:
                 tls.sendall(_answer(message))
 
     with loopback_server(handle, http=False) as url:
@@ -83,7 +66,7 @@ def test_sync_transport_deadline_covers_a_dripping_answer() -> None:
     timeout, though every single read is quick."""
 
     def drip(conn: socket.socket, number: int, stop: threading.Event) -> None:
-        message = _read_frame(conn)
+        message = read_frame(conn)
         assert message is not None
         for byte in _answer(message):
             if stop.is_set():
@@ -103,7 +86,7 @@ def test_sync_transport_deadline_covers_a_dripping_answer() -> None:
 def _async_server(*, duplicate: bool = False, silent: bool = False) -> AbstractContextManager[str]:
     def handle(conn: socket.socket, number: int, stop: threading.Event) -> None:
         messages = []
-        while (message := _read_frame(conn)) is not None:
+        while (message := read_frame(conn)) is not None:
             if silent:
                 continue
             messages.append(message)
