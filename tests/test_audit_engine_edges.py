@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from safe_rpc._audit.budget import Budget
-from safe_rpc._audit.checks import Options
+from safe_rpc._audit.checks import Context, Options, strict_json_checks
 from safe_rpc._audit.engine import AuditResult, run_audit
+from safe_rpc._audit.judge import ANY, Answer, Verdict, interpret, leaks, match, show
 from safe_rpc._audit.transports import AuditConnectionError, Reply, Transport, parse_target
 
 PROBE = "safe_rpc_audit_nonexistent_test"
@@ -205,3 +207,69 @@ def test_ws_oversized_message_that_is_parsed_is_a_warning(options: Options) -> N
     verdict, evidence = _verdicts(result)["l.oversized-body"]
     assert verdict == "warn"
     assert evidence.startswith("parsed a 2 MiB message")
+
+
+# -- judging answers ------------------------------------------------------------------------------
+
+
+def _json(value: object) -> Answer:
+    return interpret(Reply(json.dumps(value).encode(), status=200))
+
+
+def test_structured_results_and_malformed_errors_are_judged() -> None:
+    point = {"jsonrpc": "2.0", "result": {"xs": [1, 2.0]}, "id": 1}
+    assert match({**point, "result": {"xs": [1.0, 2]}}, _json(point)) is None
+    assert match({**point, "result": {"xs": [1]}}, _json(point)) is not None
+    want = {"jsonrpc": "2.0", "error": {"code": -32601, "message": "m"}, "id": 1}
+    bad_code = {"jsonrpc": "2.0", "error": {"code": "x", "message": "m"}, "id": 1}
+    bad_message = {"jsonrpc": "2.0", "error": {"code": -32601, "message": 7}, "id": 1}
+    assert match(want, _json(bad_code)) == "no error object with an integer code"
+    assert match(want, _json(bad_message)) == "error message is not a string"
+    other = {"jsonrpc": "2.0", "result": 1, "id": 1}
+    assert match([want], _json([other])) == f"no answer matches {show(want, 60)}"
+    assert leaks([{"jsonrpc": "2.0", "result": 1, "id": 1}], "probe") is None
+    assert repr(ANY) == "ANY"
+    assert interpret(Reply(None, status=204)).describe() == "HTTP 204 no answer"
+
+
+def test_budget_refuses_nonsense_and_counts_down() -> None:
+    with pytest.raises(ValueError, match="max_requests must be >= 1"):
+        Budget(0, 1.0)
+    budget = Budget(2, 1e6)
+    budget.take()
+    assert budget.left == 1
+
+
+def test_strict_json_batch_answer_and_corpus_files(tmp_path: Path) -> None:
+    """A strict-JSON probe answered with a batch is "parsed"; corpus files the server
+    crashes on fail, ones it wrongly parses or refuses are listed, an empty folder skips."""
+    (tmp_path / "n_crash.json").write_bytes(b"[1,]")
+    (tmp_path / "n_parsed.json").write_bytes(b"[2,]")
+    (tmp_path / "n_empty.json").write_bytes(b"")
+    (tmp_path / "y_parsed.json").write_bytes(b"[3]")
+
+    def server(data: bytes) -> Reply:
+        if data == b"[1,]":
+            return Reply(None, closed=True)
+        if data in (b"[2,]", b"[3]"):
+            return Reply(b'{"jsonrpc":"2.0","result":1,"id":null}', status=200)
+        return Reply(b'[{"jsonrpc":"2.0","result":1,"id":1}]', status=200)
+
+    options = Options(probe=PROBE, corpus=tmp_path)
+    ctx = Context(Scripted("tcp://127.0.0.1:9000", server), options)
+    checks = {c.id: c for c in strict_json_checks(options)}
+    assert checks["s.nan"].run(ctx).evidence.startswith("parsed it (a batch answer)")
+    crashed = checks["s.corpus-n"].run(ctx)
+    assert crashed.verdict == "fail"
+    assert "1 with no JSON-RPC answer" in crashed.evidence
+    (tmp_path / "n_crash.json").unlink()
+    parsed = checks["s.corpus-n"].run(ctx)
+    assert parsed.verdict == "fail"
+    assert parsed.evidence.startswith("1/2 parsed: ")  # the empty file is not sent over TCP
+    assert "n_parsed.json" in parsed.evidence
+    answered = checks["s.corpus-y"].run(ctx)
+    assert answered.verdict == "pass"  # answered with a result: parsed, as it should
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = {c.id: c for c in strict_json_checks(Options(probe=PROBE, corpus=empty))}
+    assert nothing["s.corpus-y"].run(ctx) == Verdict("skip", "no JSONTestSuite files there")
