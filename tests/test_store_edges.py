@@ -5,15 +5,18 @@ authentication limiter (SR-40) when the store refuses or its answers expire."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
-from safe_rpc import MemoryStore
+from safe_rpc import MemoryStore, SQLiteStore
 from safe_rpc._auth.shared_limiter import StoreAuthLimiter
-from safe_rpc._store import memory
+from safe_rpc._store import memory, sqlite
 from safe_rpc._store.base import Revocations, Rule, StoreUnavailable, health_of
 from safe_rpc._store.revocations import RevocationView
 
@@ -163,3 +166,33 @@ def test_sr40_store_outage_keeps_the_local_limit() -> None:
     limiter.record_failure("c")
     assert health_of(store).up is False
     assert limiter.blocked("c")  # the local count still holds
+
+
+def test_sqlite_sweeps_expired_rows_and_refuses_unknown_kinds(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(sqlite, "_SWEEP_EVERY", 1)  # sweep on every write
+    now = [1000.0]
+    store = SQLiteStore(tmp_path / "s.db", clock=lambda: now[0])
+    assert store.claim("once", 1001.0)
+    store.revoke("jti", "t1", 1001.0)
+    now[0] = 2000.0
+    store.revoke("kid", "k1", None)  # this write sweeps what expired
+    with contextlib.closing(sqlite3.connect(tmp_path / "s.db", isolation_level=None)) as db:
+        assert db.execute("SELECT count(*) FROM claims").fetchone() == (0,)
+        assert db.execute("SELECT kind, value FROM revocations").fetchall() == [("kid", "k1")]
+    asyncio.run(store.ping_async())
+    with pytest.raises(ValueError, match="revocation kind"):
+        store.revoke("token", "x", None)
+    store.close()
+
+
+def test_sqlite_failed_write_is_rolled_back_and_unavailable(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    with contextlib.closing(sqlite3.connect(tmp_path / "s.db", isolation_level=None)) as db:
+        db.execute("DROP TABLE claims")  # the file was damaged behind the server's back
+    with pytest.raises(StoreUnavailable, match="no such table"):
+        store.claim("x", 5e9)
+    store.revoke("kid", "k1", None)  # the transaction was rolled back: writes still work
+    assert store.revocations().kids == {"k1"}
+    store.close()
