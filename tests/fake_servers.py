@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from pydantic import BaseModel
+from tcp_support import recv_exactly
 
 from safe_rpc import ErrorRegistry, RPCError
 
@@ -86,3 +87,12 @@ class InsufficientFunds(RPCError, register=False):
 
 ERRORS = ErrorRegistry()
 ERRORS.add(InsufficientFunds)
+
+
+def read_frame(conn: socket.socket) -> bytes | None:
+    """One length-prefixed frame's payload, as a fake TCP server reads it; None once the
+    peer closed (or reset) the connection."""
+    try:
+        return recv_exactly(conn, int.from_bytes(recv_exactly(conn, 4), "big"))
+    except ConnectionError:
+        return None

@@ -194,6 +194,7 @@ class ObserverSet:
         if count == 1 or count % LOG_EVERY == 0:
             logger.exception(
                 "observer %s failed (%d failure(s) so far); the call is unaffected",
-                type(observer).__qualname__,
+                # A listener is a bound ``on_event``: name the observer it belongs to.
+                type(getattr(observer, "__self__", observer)).__qualname__,
                 count,
             )
