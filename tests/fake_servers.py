@@ -76,7 +76,7 @@ def gzip_bomb() -> bytes:
 
 
 class InsufficientFunds(RPCError, register=False):
-    """SPEC's example application error; in ``ERRORS`` only (code 1001 is examples.bank's)."""
+    """The README's example application error; in ``ERRORS`` only (1001 is examples.bank's)."""
 
     code = 1001
     message = "insufficient funds"

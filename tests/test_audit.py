@@ -1,4 +1,4 @@
-"""``safe-rpc audit`` against real servers on loopback (SPEC section 16).
+"""``safe-rpc audit`` against real servers on loopback (README: Audit any JSON-RPC server).
 
 Against safe_rpc (HTTP, TCP, TLS with a token) every check passes. Against the peers'
 libraries (tests/apps/peers.py) and the broken server (tests/apps/broken_server.py, each

@@ -1,4 +1,4 @@
-"""Clients against hostile fake servers that attack resources (issue 11, SECURITY.md).
+"""Clients against hostile fake servers that attack resources (SECURITY.md).
 
 A decompression bomb, a server dripping its answer a byte at a time, error data that does
 not fit its class. The fake server treats the first connection as the attack and answers

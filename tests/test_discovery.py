@@ -1,4 +1,4 @@
-"""``rpc.discover``: an OpenRPC 1.3 document scoped to the caller (issue 15).
+"""``rpc.discover``: an OpenRPC 1.3 document scoped to the caller.
 
 The documents are validated against the official OpenRPC meta-schema, which is third-party
 data and never committed here: it is read from ``../shared/corpora/openrpc-meta-schema/``

@@ -29,7 +29,7 @@ EXPECTED_PUBLIC = {
     # section 12: shared state
     "MemoryStore", "RedisStore", "SQLiteStore", "Store", "StoreUnavailable", "store_from_url",
 }  # fmt: skip
-# SPEC section 15 (operating it).
+# Operating it (README).
 EXPECTED_PUBLIC |= {"ASGIApp", "AccessLog", "Authenticator", "CallRecord", "Observer",
                     "OpenTelemetry", "PrometheusMetrics", "TCPServer"}  # fmt: skip
 # Section 13: subscriptions.

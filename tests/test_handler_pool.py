@@ -1,6 +1,6 @@
 """Sync handlers on a bounded pool, and batches run concurrently under one deadline.
 
-Issue 11, findings 5 and 9 (SECURITY.md rows SR-45 and SR-14): six blocking sync calls must
+SECURITY.md rows SR-45 and SR-14: six blocking sync calls must
 not starve every other sync call until its deadline, async handlers must not wait for sync
 ones, and a batch must neither run one element after another nor hold the server for
 N x ``call_timeout``. Each scenario runs in process and over real HTTP sockets.

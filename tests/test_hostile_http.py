@@ -1,4 +1,4 @@
-"""Hostile HTTP peers against a real ``safe-rpc serve`` process (issue 11, SECURITY.md).
+"""Hostile HTTP peers against a real ``safe-rpc serve`` process (SECURITY.md).
 
 The hostile peer connects from 127.0.0.2, the test's own client from 127.0.0.1, so that the
 per-address connection cap can tell them apart. The served app (tests/apps/hostile_app.py)

@@ -1,4 +1,4 @@
-"""Client and CLI errors name their cause (issue 16): refused connections, TLS verification,
+"""Client and CLI errors name their cause: refused connections, TLS verification,
 a tcp:// URL at an HTTP port, a key file given as a token file, --ca."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Health and readiness probes, the Origin allow-list, metrics on their own listener,
-OpenTelemetry spans continuing the client's trace (issue 16)."""
+OpenTelemetry spans continuing the client's trace."""
 
 from __future__ import annotations
 

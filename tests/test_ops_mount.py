@@ -1,5 +1,5 @@
 """An ASGIApp mounted under /rpc in a real FastAPI app and a real Starlette app, served by
-uvicorn on loopback; the host app's lifespan drives the server's lifespan (issue 16)."""
+uvicorn on loopback; the host app's lifespan drives the server's lifespan."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Observers (SPEC 15 / issue 16): one record per finished call, never params or results,
+"""Observers: one record per finished call, never params or results,
 and an observer failure never changes a call."""
 
 from __future__ import annotations

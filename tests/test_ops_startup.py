@@ -1,4 +1,4 @@
-"""Startup mistakes are one line and exit 2; options come from flags or SAFE_RPC_* (issue 16)."""
+"""Startup mistakes are one line and exit 2; options come from flags or SAFE_RPC_*."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def test_nonsensical_values_are_refused(args: list[str], needle: str) -> None:
 
 @pytest.mark.parametrize("flag", [["--tcp", "127.0.0.1:0"], ["--metrics", "127.0.0.1:0"]])
 def test_workers_with_tcp_is_refused_not_silently_dropped(flag: list[str]) -> None:
-    """Issue 16: --workers 2 --tcp used to serve no TCP at all. Now it says so and stops
+    """--workers 2 --tcp used to serve no TCP at all. Now it says so and stops
     (likewise metrics, which would each count one worker only)."""
     result = cli("serve", "ops_app:rpc", "--workers", "2", *flag)
     one_line_error(result, f"{flag[0]} needs a single process")
@@ -120,7 +120,7 @@ def test_lifespan_runs_around_serving_and_reaches_handlers() -> None:
 
 
 def test_key_file_from_the_environment_turns_auth_on(tmp_path: Path) -> None:
-    """Issue 16: SAFE_RPC_KEY_FILE=keys.json safe-rpc serve used to start with auth off."""
+    """SAFE_RPC_KEY_FILE=keys.json safe-rpc serve used to start with auth off."""
     keys = tmp_path / "keys.json"
     keyring = Keyring.generate(audience="ops")
     keyring.to_file(keys)
@@ -244,7 +244,7 @@ def test_lifespan_failure_under_workers_exits_2(tmp_path: Path) -> None:
 
 
 def test_sr40_trusted_proxy_flag_gives_each_client_its_own_failure_budget() -> None:
-    """Issue 16: behind a proxy, CLI users shared one failed-auth budget (no way to pass
+    """behind a proxy, CLI users shared one failed-auth budget (no way to pass
     trusted_proxies). --trusted-proxy makes X-Forwarded-For count, from that peer only."""
 
     def bad_token(port: int, client: str) -> int:

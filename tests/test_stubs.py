@@ -1,4 +1,4 @@
-"""``safe-rpc stubs``: typed client modules generated from OpenRPC documents (issue 15).
+"""``safe-rpc stubs``: typed client modules generated from OpenRPC documents.
 
 The golden file ``tests/golden/bank_client.py`` is the module generated for
 ``examples.bank:rpc``; regenerate it with

@@ -181,7 +181,7 @@ def is_loopback(host: str) -> bool:
 
 
 def check_numbers(*, grace: float, workers: int = 1) -> None:
-    """Refuse values that cannot mean anything (SPEC: nonsensical values are an error)."""
+    """Refuse values that cannot mean anything: a nonsensical value is a startup error."""
     if workers < 1:
         raise ConfigError(f"--workers must be 1 or more (got {workers})")
     if not grace >= 0:  # also refuses NaN

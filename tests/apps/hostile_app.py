@@ -1,4 +1,4 @@
-"""The server the hostile-peer tests attack (issue 11): deadlines of about a second, a cap
+"""The server the hostile-peer tests attack: deadlines of about a second, a cap
 of 4 connections per address, a method with a large answer and nested parameter types."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The server the operations tests run (issue 16): a lifespan, ctx.state, a private method.
+"""The server the operations tests run: a lifespan, ctx.state, a private method.
 
 ``OPS_APP_LIFESPAN=fail`` makes the lifespan fail at startup.
 """
