@@ -78,7 +78,8 @@ def test_memory_and_sqlite_stores_keep_the_in_process_bus(
 ) -> None:
     assert isinstance(RPCServer().event_bus, InProcessEventBus)
     assert isinstance(RPCServer(store=MemoryStore()).event_bus, InProcessEventBus)
-    rpc = RPCServer(store=SQLiteStore(tmp_path / "state.db"))
+    sqlite = SQLiteStore(tmp_path / "state.db")
+    rpc = RPCServer(store=sqlite)
     assert isinstance(rpc.event_bus, InProcessEventBus)
     redis = RedisStore(redis_server.url, prefix=f"t{secrets.token_hex(4)}:")
     rpc.use_store(redis)  # what `safe-rpc serve --store redis://...` does
@@ -97,3 +98,4 @@ def test_memory_and_sqlite_stores_keep_the_in_process_bus(
     rpc.use_store(MemoryStore())
     assert rpc.event_bus is mine  # a bus the user set is kept
     redis.close()
+    sqlite.close()  # every handle a test opens is closed (Python 3.13 warns on leaks)
